@@ -1,0 +1,294 @@
+"""Validation and landing rules of PRODUCT.md §2, through every entry point."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.lib.lake import Lake
+from pipelines.lib.signals import (
+    IngestError,
+    ingest_file,
+    ingest_signals,
+    validate,
+)
+
+EXACT = '{"n": 12345678901234567890, "x": 0.1, "Team": "a", "team": "b", "u": "é"}'
+
+
+def sig(**over) -> dict:
+    base = {
+        "eventName": "email_sent",
+        "customer": {"externalCustomerId": "cus_acme"},
+        "attribution": {"externalProductId": "outreach"},
+        "timestamp": "2026-11-03T10:00:00Z",
+        "data": {"external_user_id": "usr_1"},
+    }
+    base.update(over)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def landed(lake: Lake) -> list[dict]:
+    files = [str(f.path) for f in lake.files()]
+    if not files:
+        return []
+    rel = duckdb.sql(
+        "select *, date::VARCHAR as date from read_parquet($files, hive_partitioning=true) order by seq",
+        params={"files": files},
+    )
+    return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+
+
+def rejects(lake: Lake) -> list[dict]:
+    files = [str(f.path) for f in lake.files(kind="rejects")]
+    if not files:
+        return []
+    rel = duckdb.sql("select * from read_parquet($f)", params={"f": files})
+    return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+
+
+REJECTIONS = [
+    (sig(eventName=...), "eventName is missing"),
+    (sig(eventName=""), "eventName is empty"),
+    (sig(eventName=7), "eventName must be a string"),
+    (sig(eventName="e" * 257), "eventName is 257 characters, over the 256 limit"),
+    (sig(customer=...), "customer is missing"),
+    (sig(customer={}), "customer has no non-empty customerId or externalCustomerId"),
+    (sig(customer={"externalCustomerId": ""}), "customer has no non-empty"),
+    (sig(customer={"externalCustomerId": 5}), "customer.externalCustomerId must be a string"),
+    (sig(customer="cus_acme"), "customer must be an object"),
+    (sig(timestamp="yesterday"), "timestamp 'yesterday' is not an RFC3339 date-time"),
+    (sig(timestamp="2026-11-03"), "is not an RFC3339 date-time"),
+    (sig(timestamp="2026-11-03T10:00:00"), "has no time zone"),
+    (sig(timestamp=1700000000), "timestamp 1700000000 is not an RFC3339"),
+    (sig(data=[1, 2]), "data must be a JSON object, got an array"),
+    (sig(data="x"), "data must be a JSON object, got a string"),
+    (sig(data=3), "data must be a JSON object, got a number"),
+    (sig(data={"k": "v" * 70_000}), "over the 64 KiB limit"),
+    (sig(idempotencyKey=12), "idempotencyKey must be a string"),
+    (sig(idempotencyKey="k" * 257), "idempotencyKey is 257 characters, over the 256 limit"),
+    (sig(attribution="outreach"), "attribution must be an object or null"),
+]
+
+
+@pytest.mark.parametrize(("signal", "reason"), REJECTIONS)
+def test_each_rejection_has_a_specific_reason(signal, reason, lake):
+    raw = json.dumps(signal).encode()
+    report = ingest_signals(lake, [raw, json.dumps(sig()).encode()])
+    assert (report.ingested, report.failed) == (1, 1)
+    assert reason in report.errors[0][1]
+    kept = rejects(lake)
+    assert len(kept) == 1 and kept[0]["raw"] == raw.decode() and reason in kept[0]["reason"]
+
+
+def test_not_json_and_not_an_object_are_rejected(lake):
+    report = ingest_signals(lake, [b"{nope", b"[1]", b'"s"'])
+    reasons = [r for _, r in report.errors]
+    assert reasons[0].startswith("invalid JSON")
+    assert reasons[1] == "a signal must be a JSON object, got an array"
+    assert report.failed == 3 and report.ingested == 0
+
+
+def test_limits_are_inclusive(lake):
+    data = {"k": "v" * (64 * 1024 - 8)}
+    assert len(json.dumps(data, separators=(",", ":"))) == 64 * 1024
+    ok = [sig(eventName="e" * 256, idempotencyKey="k" * 256, data=data)]
+    report = ingest_signals(lake, ok)
+    assert (report.ingested, report.failed) == (1, 0)
+    one_more = ingest_signals(lake, [sig(data={"k": "v" * (64 * 1024 - 7)})])
+    assert one_more.failed == 1 and "65537 bytes" in one_more.errors[0][1]
+
+
+def test_nulls_for_optional_fields_are_accepted(lake):
+    report = ingest_signals(
+        lake, [sig(attribution=None, timestamp=None, data=None, idempotencyKey=None)]
+    )
+    assert report.ingested == 1
+    row = landed(lake)[0]
+    assert row["data"] is None and row["external_product_id"] is None
+    assert row["timestamp"] == row["received_at"]
+
+
+def test_data_is_byte_exact_through_every_entry_point(lake, tmp_path):
+    line = (
+        '{"eventName":"e","customer":{"externalCustomerId":"c"},"data":' + EXACT
+        + ',"idempotencyKey":"jsonl"}'
+    )
+    (tmp_path / "a.jsonl").write_text(line + "\n", encoding="utf-8")
+    (tmp_path / "b.json").write_text('{"signals": [' + line.replace("jsonl", "json") + "]}")
+    pq.write_table(
+        pa.table({"eventName": ["e"], "externalCustomerId": ["c"], "data": [EXACT],
+                  "idempotencyKey": ["parquet"]}),
+        tmp_path / "c.parquet",
+    )
+    for name in ("a.jsonl", "b.json", "c.parquet"):
+        assert ingest_file(lake, tmp_path / name).ingested == 1
+    python = json.loads(EXACT, parse_float=lambda s: __import__("decimal").Decimal(s))
+    assert ingest_signals(lake, [sig(data=python, idempotencyKey="py")]).ingested == 1
+    rows = landed(lake)
+    assert [r["data"] for r in rows[:3]] == [EXACT] * 3
+    # From Python objects: same keys, order, case and digits (compact separators).
+    assert rows[3]["data"] == EXACT.replace(": ", ":").replace(", ", ",")
+    assert json.loads(rows[3]["data"])["n"] == 12345678901234567890
+
+
+def test_ids_times_and_partitions(lake):
+    report = ingest_signals(
+        lake,
+        [
+            sig(timestamp="2026-11-03T23:30:00-02:00"),  # 2026-11-04 01:30 UTC
+            sig(timestamp="2026-11-03T00:00:00Z"),
+            sig(timestamp=None),
+        ],
+    )
+    assert report.ingested == 3
+    rows = landed(lake)
+    ids = [r["signal_id"] for r in rows]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert rows[0]["date"] == "2026-11-04"
+    assert rows[0]["timestamp"] == datetime(2026, 11, 4, 1, 30, tzinfo=UTC)
+    assert rows[1]["date"] == "2026-11-03"
+    assert rows[2]["timestamp"] == rows[2]["received_at"]
+    assert rows[2]["date"] == rows[2]["received_at"].date().isoformat()
+    later = ingest_signals(lake, [sig()])
+    assert later.ingested == 1
+    rows = landed(lake)
+    assert rows[-1]["signal_id"] > ids[-1] and rows[-1]["received_at"] > rows[0]["received_at"]
+    paths = [f.path for f in lake.files()]
+    assert all(p.parent.name.startswith("date=") and p.suffix == ".parquet" for p in paths)
+
+
+def test_customer_and_product_id_forms(lake):
+    ingest_signals(
+        lake,
+        [
+            sig(customer={"customerId": "cus_internal", "externalCustomerId": "ext"}),
+            sig(attribution={"productId": "prod_1"}),
+            sig(attribution={}),
+        ],
+    )
+    a, b, c = landed(lake)
+    assert (a["customer_id"], a["external_customer_id"]) == ("cus_internal", None)
+    assert (b["product_id"], b["external_product_id"]) == ("prod_1", None)
+    assert (c["product_id"], c["external_product_id"]) == (None, None)
+
+
+def test_idempotency_first_received_wins_forever(lake):
+    first = ingest_signals(lake, [sig(idempotencyKey="k1", data={"v": 1}),
+                                  sig(idempotencyKey="k1", data={"v": 2}),
+                                  sig(idempotencyKey="k2")])
+    assert (first.ingested, first.duplicates) == (2, 1)
+    retry = ingest_signals(lake, [sig(idempotencyKey="k1", data={"v": 3}),
+                                  sig(idempotencyKey="k2"), sig(idempotencyKey="k3")])
+    assert (retry.ingested, retry.duplicates) == (1, 2)
+    rows = landed(lake)
+    originals = [r for r in rows if not r["is_duplicate"]]
+    dups = [r for r in rows if r["is_duplicate"]]
+    assert [json.loads(r["data"])["v"] for r in originals if r["idempotency_key"] == "k1"] == [1]
+    assert len(dups) == 3  # kept for audit, never lost
+    k1 = next(r["signal_id"] for r in originals if r["idempotency_key"] == "k1")
+    assert {r["duplicate_of"] for r in dups if r["idempotency_key"] == "k1"} == {k1}
+    # Signals without a key are never duplicates of each other.
+    assert ingest_signals(lake, [sig(), sig()]).duplicates == 0
+
+
+def test_long_and_empty_idempotency_keys(lake):
+    long_key = "é" * 256  # 512 UTF-8 bytes: stored by digest
+    report = ingest_signals(lake, [sig(idempotencyKey=long_key), sig(idempotencyKey=""),
+                                   sig(idempotencyKey=long_key[:-1] + "e"),
+                                   sig(idempotencyKey=long_key), sig(idempotencyKey="")])
+    assert (report.ingested, report.duplicates) == (3, 2)
+
+
+def test_idempotency_across_processes(home, tmp_path):
+    """Two `tally ingest` processes on one home share one idempotency index."""
+    import subprocess
+    import sys
+
+    f = tmp_path / "s.jsonl"
+    f.write_text("".join(json.dumps(sig(idempotencyKey=f"k{i}")) + "\n" for i in range(50)))
+    env = {**__import__("os").environ, "TALLY_HOME": str(home.root)}
+    procs = [subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ingest", str(f)], env=env,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate()[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    totals = sorted(outs)
+    assert totals == ["ingested 0  duplicates 50  failed 0\n", "ingested 50  duplicates 0  failed 0\n"]
+
+
+def test_jsonl_errors_name_file_and_line(lake, tmp_path):
+    f = tmp_path / "in.jsonl"
+    f.write_text(json.dumps(sig()) + "\n\n" + "oops\n" + json.dumps(sig(customer={})) + "\n")
+    seen = []
+    report = ingest_file(lake, f, on_errors=seen.extend)
+    assert report.ingested == 1 and report.failed == 2
+    assert [loc for loc, _ in seen] == [f"{f}:3", f"{f}:4"]
+
+
+def test_json_file_shapes_and_bad_files(lake, tmp_path):
+    (tmp_path / "list.json").write_text(json.dumps([sig(), sig(eventName="")]))
+    report = ingest_file(lake, tmp_path / "list.json")
+    assert (report.ingested, report.failed) == (1, 1)
+    assert report.errors[0][0].endswith("list.json:[1]")
+    (tmp_path / "bad.json").write_text('{"rows": []}')
+    with pytest.raises(IngestError, match='"signals" list'):
+        ingest_file(lake, tmp_path / "bad.json")
+    (tmp_path / "x.csv").write_text("a,b")
+    with pytest.raises(IngestError, match="unsupported file type"):
+        ingest_file(lake, tmp_path / "x.csv")
+
+
+def test_parquet_with_snake_case_columns(lake, tmp_path):
+    table = pa.table(
+        {
+            "event_name": ["e", None],
+            "external_customer_id": ["c", "c"],
+            "external_product_id": ["p", None],
+            "timestamp": pa.array([datetime(2026, 11, 2, tzinfo=UTC)] * 2,
+                                  pa.timestamp("us", tz="UTC")),
+            "idempotency_key": ["a", "b"],
+        }
+    )
+    pq.write_table(table, tmp_path / "s.parquet")
+    report = ingest_file(lake, tmp_path / "s.parquet")
+    assert (report.ingested, report.failed) == (1, 1)
+    assert report.errors[0] == (f"{tmp_path / 's.parquet'}:row 2", "eventName is missing")
+    assert landed(lake)[0]["external_product_id"] == "p"
+
+
+def test_validate_is_pure_and_keeps_order():
+    docs = [json.dumps(sig(eventName=f"e{i}")).encode() for i in range(5)]
+    docs.insert(2, b"{}")
+    v = validate(docs)
+    assert v.accepted.column("event_name").to_pylist() == [f"e{i}" for i in range(5)]
+    assert v.reject_index == [2]
+
+
+def test_compaction_bounds_files_and_keeps_every_row(lake, monkeypatch):
+    monkeypatch.setattr("pipelines.lib.lake.GC_GRACE_SECONDS", 0.0)
+    for b in range(60):
+        ingest_signals(lake, [sig(idempotencyKey=f"{b}-{i}") for i in range(3)])
+    files = lake.files()
+    assert len(files) <= 6, [f.rows for f in files]
+    rows = landed(lake)
+    assert len(rows) == 180 and len({r["signal_id"] for r in rows}) == 180
+    on_disk = list(lake.root.glob("signals/*/*.parquet"))
+    assert len(on_disk) <= 6  # replaced files were garbage-collected after the grace period
+    assert not list(lake.root.rglob("*.tmp"))
+    assert lake.partitions()["2026-11-03"] >= 60
+
+
+def test_recovery_removes_orphans_of_a_crashed_batch(lake):
+    ingest_signals(lake, [sig(idempotencyKey="a")])
+    orphan = lake.root / "signals/date=2026-11-03/part-000000999999.parquet"
+    orphan.write_bytes(b"PAR1 half")
+    lake._intend(999999, ["signals/date=2026-11-03/part-000000999999.parquet"])
+    report = ingest_signals(lake, [sig(idempotencyKey="b")])
+    assert report.ingested == 1 and not orphan.exists()
+    assert len(landed(lake)) == 2

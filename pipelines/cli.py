@@ -57,8 +57,48 @@ def _user_errors():
         raise fail(str(exc)) from None
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 def _home(home: Path | None) -> Home:
-    return resolve_home(home)
+    """Resolve the home and point every layer (engine, Dagster) at it."""
+    h = resolve_home(home)
+    os.environ["TALLY_HOME"] = str(h.root)
+    os.environ.setdefault("DAGSTER_HOME", str(REPO))
+    os.environ.setdefault("TALLY_DAGSTER_STORAGE", str(h.root / "dagster"))
+    return h
+
+
+def _config(h: Home):
+    from pipelines.lib.config import ConfigError, load_config
+
+    try:
+        return load_config(h.config_dir)
+    except ConfigError as exc:
+        extra = f" (and {len(exc.errors) - 1} more problems)" if len(exc.errors) > 1 else ""
+        raise fail(f"{exc.errors[0]}{extra}") from None
+
+
+def _run(h: Home) -> bool:
+    """Bring everything up to date through the Dagster definitions; prints what it did."""
+    from pipelines.defs.billing.runs import materialize
+    from pipelines.lib.engine import make_plan
+    from pipelines.lib.lake import Lake
+
+    config = _config(h)
+    plan = make_plan(h, config, Lake(h.lake))
+    if plan.empty:
+        out.print("everything is up to date")
+        return True
+    ledger = f"ledger {plan.ledger_from}..{plan.ledger_to}" if plan.ledger_from else "no ledger days"
+    message = f"billing run: price {len(plan.price_days)} day(s), {ledger}, checks, publish"
+    with err.status(message):
+        ok, problems = materialize(plan)
+    for problem in problems:
+        err.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    if ok:
+        out.print(f"done: {message}; warehouse at {h.warehouse}", highlight=False)
+    return ok
 
 
 @app.command()
@@ -113,6 +153,92 @@ def ingest(
 
 
 @app.command()
+def run(home: HomeOpt = None) -> None:
+    """Materialize whatever is missing or stale (one Dagster run for the whole range)."""
+    if not _run(_home(home)):
+        raise typer.Exit(1)
+
+
+Format = Annotated[str, typer.Option("--format", help="table, csv or json.")]
+
+
+def _print_rows(columns: list[str], rows: list[tuple], fmt: str, title: str | None = None) -> None:
+    """Rows as a Rich table, CSV or JSON; decimals are exact strings in CSV and JSON."""
+    import csv
+    import json
+    from decimal import Decimal
+
+    def text(v):
+        if isinstance(v, Decimal):
+            return f"{v:.6f}"
+        return v.isoformat() if hasattr(v, "isoformat") else v
+
+    if fmt == "json":
+        out.print_json(json.dumps([dict(zip(columns, map(text, r), strict=True)) for r in rows]))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[("" if v is None else text(v)) for v in r] for r in rows])
+    elif fmt == "table":
+        table = Table(*columns, title=title)
+        for r in rows:
+            table.add_row(*[("(none)" if v is None else str(text(v))) for v in r])
+        out.print(table)
+    else:
+        raise fail(f"--format must be table, csv or json, not {fmt!r}")
+
+
+@app.command()
+def balances(
+    home: HomeOpt = None,
+    customer: Annotated[str | None, typer.Option(help="Only this customer (external id).")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Day (YYYY-MM-DD); default: the last processed day.")] = None,
+    fmt: Format = "table",
+) -> None:
+    """Balances per customer, pool and seat at the end of a day, from the warehouse."""
+    import duckdb
+
+    h = _home(home)
+    if not h.warehouse.exists():
+        raise fail(f"no warehouse at {h.warehouse}: run `tally run` first")
+    if as_of is not None:
+        try:
+            date.fromisoformat(as_of)
+        except ValueError:
+            raise fail(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
+    con = duckdb.connect(str(h.warehouse), read_only=True)
+    day = as_of or con.execute("SELECT max(date)::VARCHAR FROM balance_snapshot").fetchall()[0][0]
+    rel = con.execute(
+        "SELECT customer_id, recipient_type, recipient_id, currency, opening_balance, granted, "
+        "spent, expired, closing_balance, available, overage FROM balance_snapshot "
+        "WHERE date = CAST($day AS DATE) AND ($customer IS NULL OR customer_id = $customer) "
+        "ORDER BY customer_id, recipient_type, recipient_id, currency",
+        {"day": day, "customer": customer},
+    )
+    columns = [d[0] for d in rel.description]
+    rows = rel.fetchall()
+    if not rows and fmt == "table":
+        raise fail(f"no balances on {day}" + (f" for customer {customer!r}" if customer else ""))
+    _print_rows(columns, rows, fmt, title=f"Balances at the end of {day} (UTC)")
+
+
+@app.command()
+def ui(
+    home: HomeOpt = None,
+    port: Annotated[int, typer.Option(help="Port of the Dagster UI.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+) -> None:
+    """Start the Dagster UI (and its daemon: schedule and sensor) on this project."""
+    import subprocess
+
+    _home(home)
+    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
+           "-h", host, "-p", str(port)]
+    out.print(f"Dagster UI on http://{host}:{port} (Ctrl-C to stop)")
+    raise typer.Exit(subprocess.call(cmd, cwd=REPO))
+
+
+@app.command()
 def synth(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for config/ and signals/.")],
     signals: Annotated[int, typer.Option(help="Number of signals.")] = 20_000,
@@ -140,9 +266,11 @@ def synth(
 
 @app.command()
 def demo(home: HomeOpt = None) -> None:
-    """The sample company plus synthetic signals, landed; prints what landed."""
+    """The sample company, synthetic signals, a full billing run, and a summary."""
     import shutil
     import tempfile
+
+    import duckdb
 
     from pipelines.lib.lake import Lake
     from pipelines.lib.signals import ingest_file
@@ -158,17 +286,33 @@ def demo(home: HomeOpt = None) -> None:
         out.print(f"   {result.signals:,} signals in {len(result.signal_files)} daily files")
         out.print(f"[bold]2. ingest[/] into {h.lake}")
         lake = Lake(h.lake)
-        table = Table("file", "ingested", "duplicates", "failed")
+        totals = [0, 0, 0]
+        examples = []
         for f in result.signal_files:
             r = ingest_file(lake, f)
-            table.add_row(f.name, f"{r.ingested:,}", f"{r.duplicates:,}", f"{r.failed:,}")
-        out.print(table)
-        for location, reason in r.errors[:3]:
-            out.print(f"   e.g. {Path(location).name}: {reason}", highlight=False, markup=False)
-    stats = lake.stats()
-    parts = lake.partitions()
-    out.print(f"[bold]3. landed[/] {stats['signals']:,} signals in {len(parts)} day partitions, "
-              f"{stats['files']} files, {stats['idempotency_keys']:,} idempotency keys")
+            totals = [totals[0] + r.ingested, totals[1] + r.duplicates, totals[2] + r.failed]
+            examples += r.errors[:1]
+        out.print(f"   ingested {totals[0]:,}  duplicates {totals[1]:,}  failed {totals[2]:,}")
+        for location, reason in examples[:3]:
+            out.print(f"   e.g. rejected {Path(location).name}: {reason}", highlight=False,
+                      markup=False)
+    out.print("[bold]3. run[/] the batch billing run (Dagster: pricing, ledger, checks, warehouse)")
+    if not _run(h):
+        raise typer.Exit(1)
+    con = duckdb.connect(str(h.warehouse), read_only=True)
+    rel = con.sql("SELECT status, count(*) AS signals, sum(credits) AS credits FROM fact_signal "
+                  "GROUP BY 1 ORDER BY 2 DESC")
+    _print_rows([d[0] for d in rel.description], rel.fetchall(), "table", "Signals by status")
+    day = con.execute("SELECT max(date)::VARCHAR FROM balance_snapshot").fetchall()[0][0]
+    rel = con.sql(
+        "SELECT customer_id AS customer, currency, spent, closing_balance AS closing, overage "
+        "FROM balance_snapshot WHERE date = (SELECT max(date) FROM balance_snapshot) "
+        "AND recipient_type = 'organization' ORDER BY 1, 2"
+    )
+    _print_rows([d[0] for d in rel.description], rel.fetchall(), "table",
+                f"Organization pools at the end of {day} (seats: tally balances)")
+    out.print(f"Next: [bold]./dev.sh tally balances[/], [bold]./dev.sh tally ui[/], or "
+              f"duckdb -readonly {h.warehouse}")
 
 
 def main() -> None:

@@ -462,6 +462,13 @@ class Lake:
         with self._env.begin(db=self._db["parts"]) as txn:
             return {k.decode(): json.loads(v)["version"] for k, v in txn.cursor()}
 
+    def first_copies(self, keys: list[str]) -> dict[str, int]:
+        """For each idempotency key ever accepted: the landing sequence number of its first copy."""
+        packed = [_idem_key(k) for k in keys]
+        with self._env.begin(db=self._db["idem"]) as txn:
+            found = dict(txn.cursor().getmulti(packed))
+        return {k: _I64.unpack(found[p])[0] for k, p in zip(keys, packed, strict=True) if p in found}
+
     def stats(self) -> dict[str, int]:
         with self._env.begin() as txn:
             return {

@@ -1,0 +1,106 @@
+"""Pricing: one day's landed signals -> priced signals (`fact_signal` rows), in DuckDB (PRODUCT.md §4).
+
+The SQL lives in `sql/priced_signal.sql`. This module prepares its inputs (the day's lake files,
+the configuration's dimension tables, the list of JSON pointers to extract) and writes the result
+atomically to `<home>/engine/fact_signal/date=YYYY-MM-DD/data.parquet`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.lib.config import Config
+from pipelines.lib.lake import Lake, write_parquet_atomic
+from pipelines.lib.sql import load_sql
+
+USER_POINTER = "/external_user_id"
+_exact = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def exact_number(data: str | None, pointer: str | None) -> str | None:
+    """The JSON number at `pointer` in `data` as exact plain decimal text (None if not a number).
+
+    DuckDB reads JSON non-integers as doubles; the SQL calls this only for the rare values whose
+    digits a double cannot carry (more than 15 significant digits, or exponent notation).
+    """
+    if data is None or pointer is None:
+        return None
+    try:
+        value = _exact.decode(data)
+    except msgspec.DecodeError:
+        return None
+    for raw in pointer.split("/")[1:]:
+        key = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            return None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        return None
+    return format(Decimal(value), "f")
+
+
+@dataclass(frozen=True)
+class PricedDay:
+    day: str
+    rows: int
+    credits: Decimal
+    statuses: dict[str, int]
+
+
+def fact_signal_path(engine_dir: Path, day: str) -> Path:
+    return engine_dir / "fact_signal" / f"date={day}" / "data.parquet"
+
+
+def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> list[str]:
+    """Register the configuration tables and the exact-number UDF; returns the pointer list."""
+    tables = config.tables()
+    for name, table in tables.items():
+        con.register(name, table)
+    rules = tables["dim_pricing_rule"]
+    pointers = [USER_POINTER] + sorted(
+        {p for p in rules["quantity_pointer"].to_pylist() if p is not None}
+    )
+    index = {p: i + 1 for i, p in enumerate(pointers)}
+    path_index = pa.array(
+        [index.get(p) for p in rules["quantity_pointer"].to_pylist()], pa.int32()
+    )
+    con.register("rule", rules.append_column("path_index", path_index))
+    try:
+        con.create_function(
+            "tally_exact_number", exact_number, ["VARCHAR", "VARCHAR"], "VARCHAR",
+            side_effects=False,
+        )
+    except duckdb.CatalogException:
+        pass  # already registered on this connection
+    return pointers
+
+
+def price_day(con: duckdb.DuckDBPyConnection, lake: Lake, engine_dir: Path, day: str,
+              pointers: list[str]) -> PricedDay:
+    """Price every landed signal of `day` and replace that day's `fact_signal` partition."""
+    files = [str(f.path) for f in lake.files(date=day)]
+    out = fact_signal_path(engine_dir, day)
+    if not files:
+        out.unlink(missing_ok=True)
+        return PricedDay(day, 0, Decimal(0), {})
+    con.read_parquet(files).create_view("landed", replace=True)
+    table = con.sql(load_sql("priced_signal"), params={"pointers": pointers}).to_arrow_table()
+    write_parquet_atomic(table, out)
+    counts = table.group_by("status").aggregate([("status", "count")]).to_pylist()
+    total = pc.sum(table["credits"]).as_py() if table.num_rows else None
+    return PricedDay(
+        day=day,
+        rows=table.num_rows,
+        credits=Decimal(total or 0),
+        statuses={r["status"]: r["status_count"] for r in counts},
+    )

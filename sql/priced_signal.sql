@@ -1,0 +1,124 @@
+-- priced_signal: price the landed signals of one day (PRODUCT.md §4).
+-- Inputs: view `landed` (the day's lake files), the dim_* tables, `rule` (dim_pricing_rule plus the
+-- 1-based `path_index` of its quantity pointer in $pointers). $pointers[1] is always
+-- '/external_user_id'; data is parsed once per signal, for every pointer at the same time.
+WITH extracted AS (
+    SELECT
+        l.*,
+        json_extract(l.data, $pointers) AS x
+    FROM landed AS l
+    WHERE NOT l.is_duplicate
+),
+resolved AS (
+    SELECT
+        e.*,
+        c.customer_id AS known_customer,
+        p.product_id AS known_product,
+        r.rule_id,
+        r.currency,
+        r.credit_cost,
+        r.quantity_pointer,
+        CASE WHEN r.quantity_pointer IS NOT NULL THEN e.x[r.path_index] END AS qv,
+        CASE WHEN json_type(e.x[1]) = 'VARCHAR' THEN json_extract_string(e.x[1], '$') END AS user_key
+    FROM extracted AS e
+    LEFT JOIN dim_customer AS c
+        ON c.customer_id = coalesce(e.customer_id, e.external_customer_id)
+    LEFT JOIN dim_product AS p
+        ON p.product_id = coalesce(e.product_id, e.external_product_id)
+    LEFT JOIN rule AS r
+        ON r.product_id = p.product_id
+        AND r.event_name = e.event_name
+        AND (r.valid_from IS NULL OR r.valid_from <= e.timestamp)
+        AND (r.valid_until IS NULL OR e.timestamp < r.valid_until)
+),
+quantity_text AS (
+    -- The quantity as plain decimal text, or NULL when it is not a valid quantity (§4.2).
+    SELECT
+        *,
+        CASE
+            WHEN quantity_pointer IS NULL OR qv IS NULL OR json_type(qv) = 'NULL' THEN '1'
+            WHEN json_type(qv) IN ('UBIGINT', 'BIGINT') THEN qv::VARCHAR
+            WHEN json_type(qv) = 'DOUBLE' THEN
+                CASE
+                    -- Shortest round-trip text of a double equals what was sent when it has at
+                    -- most 15 significant digits; longer or exponent forms are re-read exactly.
+                    WHEN regexp_full_match(qv::VARCHAR, '-?[0-9]+\.[0-9]+')
+                        AND length(ltrim(replace(replace(qv::VARCHAR, '-', ''), '.', ''), '0')) <= 15
+                        THEN qv::VARCHAR
+                    ELSE tally_exact_number(data, quantity_pointer)
+                END
+            WHEN json_type(qv) = 'VARCHAR' THEN json_extract_string(qv, '$')
+        END AS qtext
+    FROM resolved
+),
+quantity AS (
+    SELECT
+        *,
+        CASE
+            WHEN regexp_full_match(qtext, '[0-9]+(\.[0-9]+)?')
+                AND length(ltrim(split_part(qtext, '.', 1), '0')) <= 18
+                AND length(rtrim(split_part(qtext, '.', 2), '0')) <= 12
+                THEN CAST(qtext AS DECIMAL(38, 12))
+        END AS q
+    FROM quantity_text
+),
+priced AS (
+    SELECT
+        *,
+        TRY_CAST(CAST(credit_cost AS DECIMAL(18, 6)) * CAST(q AS DECIMAL(30, 12)) AS DECIMAL(38, 6))
+            AS raw_credits,
+        CASE
+            WHEN known_customer IS NULL THEN 'unknown_customer'
+            WHEN product_id IS NULL AND external_product_id IS NULL THEN 'unattributed'
+            WHEN known_product IS NULL THEN 'unknown_product'
+            WHEN rule_id IS NULL THEN 'unpriced'
+            WHEN q IS NULL OR raw_credits IS NULL THEN 'invalid_quantity'
+            ELSE 'priced'
+        END AS status
+    FROM quantity
+),
+seat_recipient AS (
+    -- A priced signal whose user sits, at `timestamp`, in a seat that has a seat-scoped grant in
+    -- the rule's currency in force at `timestamp` (exhausted or not) is charged to that seat.
+    SELECT p.seq, min(a.seat_id) AS seat_id
+    FROM priced AS p
+    JOIN dim_seat_assignment AS a
+        ON a.customer_id = p.known_customer
+        AND a.user_id = p.user_key
+        AND (a.valid_from IS NULL OR a.valid_from <= p.timestamp)
+        AND (a.valid_until IS NULL OR p.timestamp < a.valid_until)
+    JOIN dim_credit_grant AS g
+        ON g.seat_id = a.seat_id
+        AND g.currency = p.currency
+        AND g.starts_at <= p.timestamp
+        AND (g.expires_at IS NULL OR p.timestamp < g.expires_at)
+    WHERE p.status = 'priced'
+    GROUP BY p.seq
+)
+SELECT
+    p.signal_id,
+    p.seq,
+    p.idempotency_key,
+    p.event_name,
+    coalesce(p.known_customer, p.customer_id, p.external_customer_id) AS customer_id,
+    coalesce(p.known_product, p.product_id, p.external_product_id) AS product_id,
+    p.user_key AS user_id,
+    p.timestamp,
+    p.received_at,
+    p.data,
+    p.status,
+    p.rule_id,
+    CASE WHEN p.rule_id IS NOT NULL THEN p.currency END AS currency,
+    CASE WHEN p.status = 'priced' THEN p.q END AS quantity,
+    CAST(p.credit_cost AS DECIMAL(38, 6)) AS credit_cost,
+    CASE WHEN p.status = 'priced' THEN p.raw_credits ELSE CAST(0 AS DECIMAL(38, 6)) END AS credits,
+    CASE
+        WHEN p.status <> 'priced' THEN NULL
+        WHEN s.seat_id IS NOT NULL THEN 'seat'
+        ELSE 'organization'
+    END AS recipient_type,
+    CASE WHEN p.status = 'priced' THEN coalesce(s.seat_id, p.known_customer) END AS recipient_id,
+    CASE WHEN p.status = 'invalid_quantity' THEN coalesce(p.qtext, p.qv::VARCHAR) END AS invalid_quantity
+FROM priced AS p
+LEFT JOIN seat_recipient AS s ON s.seq = p.seq
+ORDER BY p.seq

@@ -1,0 +1,66 @@
+-- warehouse: the tables and views analysts query in data/warehouse.duckdb (PRODUCT.md §5).
+-- Published into a new file that replaces the old one atomically, so an analyst holding the old
+-- file open keeps a consistent snapshot and never blocks the pipeline. {engine} and {lake} are the
+-- absolute directories of this home (quoted literals filled in by pipelines/lib/warehouse.py);
+-- dim_* tables are loaded from the configuration beside this script.
+
+CREATE VIEW fact_signal AS
+SELECT * EXCLUDE (seq)
+FROM read_parquet({engine} || '/fact_signal/*/*.parquet', hive_partitioning = false);
+
+CREATE VIEW balance_snapshot AS
+SELECT *
+FROM read_parquet({engine} || '/balance_snapshot/*/*.parquet', hive_partitioning = false);
+
+CREATE VIEW grant_balance AS
+SELECT *
+FROM read_parquet({engine} || '/grant_balance/*/*.parquet', hive_partitioning = false);
+
+CREATE VIEW fact_credit_transaction AS
+SELECT type, customer_id, recipient_type, recipient_id, currency, amount, occurred_at, grant_id,
+       CAST(NULL AS VARCHAR) AS signal_id
+FROM read_parquet({engine} || '/credit_event/*/*.parquet', hive_partitioning = false)
+UNION ALL
+SELECT 'spend', customer_id, recipient_type, recipient_id, currency, -credits, timestamp, NULL,
+       signal_id
+FROM fact_signal
+WHERE status = 'priced';
+
+-- Everything landed, duplicates included (flagged). During compaction a signal can briefly sit in
+-- two files: one row per landing sequence number.
+CREATE VIEW raw_signal AS
+SELECT * EXCLUDE (seq, date)
+FROM read_parquet({lake} || '/signals/*/*.parquet', hive_partitioning = true)
+QUALIFY row_number() OVER (PARTITION BY seq) = 1;
+
+CREATE VIEW rejected_signal AS
+SELECT * EXCLUDE (date)
+FROM read_parquet({lake} || '/rejects/*/*.parquet', hive_partitioning = true);
+
+-- Grants with their state at the end of the last processed day.
+CREATE VIEW dim_credit_grant AS
+SELECT g.*,
+       coalesce(b.used, 0)::DECIMAL(38, 6) AS used,
+       coalesce(b.expired, 0)::DECIMAL(38, 6) AS expired,
+       coalesce(b.remaining, g.amount)::DECIMAL(38, 6) AS remaining
+FROM credit_grant_config AS g
+LEFT JOIN (
+    SELECT * FROM grant_balance
+    QUALIFY date = max(date) OVER ()
+) AS b USING (grant_id);
+
+-- Balances as of a day: the snapshot rows of that day (`SELECT * FROM balances_as_of('2026-11-14')`).
+CREATE MACRO balances_as_of(day) AS TABLE
+SELECT * FROM balance_snapshot WHERE date = CAST(day AS DATE);
+
+-- Credits by one data key over [from_ts, to_ts): a JSON pointer such as '/team'
+-- (`SELECT * FROM credits_by_key('/team', '2026-11-01', '2026-12-01')`).
+CREATE MACRO credits_by_key(pointer, from_ts, to_ts) AS TABLE
+SELECT json_extract_string(data, pointer) AS key_value,
+       count(*) AS signals,
+       sum(quantity) AS quantity,
+       sum(credits) AS credits
+FROM fact_signal
+WHERE timestamp >= CAST(from_ts AS TIMESTAMPTZ) AND timestamp < CAST(to_ts AS TIMESTAMPTZ)
+GROUP BY ALL
+ORDER BY credits DESC;

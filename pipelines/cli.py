@@ -6,6 +6,7 @@ import os
 import sys
 from contextlib import contextmanager
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -162,19 +163,21 @@ def run(home: HomeOpt = None) -> None:
 Format = Annotated[str, typer.Option("--format", help="table, csv or json.")]
 
 
-def _print_rows(columns: list[str], rows: list[tuple], fmt: str, title: str | None = None) -> None:
+def _print_rows(columns: list[str], rows: list[tuple], fmt: str, title: str | None = None,
+                missing: str = "(none)") -> None:
     """Rows as a Rich table, CSV or JSON; decimals are exact strings in CSV and JSON."""
     import csv
-    import json
-    from decimal import Decimal
+
+    import msgspec
 
     def text(v):
-        if isinstance(v, Decimal):
-            return f"{v:.6f}"
+        if isinstance(v, Decimal):  # exact: at least 6 places, more only when the value has them
+            return f"{v:.6f}" if v == round(v, 6) else format(v.normalize(), "f")
         return v.isoformat() if hasattr(v, "isoformat") else v
 
     if fmt == "json":
-        out.print_json(json.dumps([dict(zip(columns, map(text, r), strict=True)) for r in rows]))
+        payload = [dict(zip(columns, map(text, r), strict=True)) for r in rows]
+        sys.stdout.write(msgspec.json.encode(payload).decode() + "\n")
     elif fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
@@ -182,7 +185,7 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str, title: str | No
     elif fmt == "table":
         table = Table(*columns, title=title)
         for r in rows:
-            table.add_row(*[("(none)" if v is None else str(text(v))) for v in r])
+            table.add_row(*[(missing if v is None else str(text(v))) for v in r])
         out.print(table)
     else:
         raise fail(f"--format must be table, csv or json, not {fmt!r}")
@@ -220,6 +223,69 @@ def balances(
     if not rows and fmt == "table":
         raise fail(f"no balances on {day}" + (f" for customer {customer!r}" if customer else ""))
     _print_rows(columns, rows, fmt, title=f"Balances at the end of {day} (UTC)")
+
+
+@app.command()
+def breakdown(
+    by: Annotated[list[str], typer.Option("--by", help="A data path ($.team, a.b, $[\"a.b\"]) or customer, product, event, user, seat, day, week, month. Repeatable.")],
+    home: HomeOpt = None,
+    from_day: Annotated[str | None, typer.Option("--from", help="First day (inclusive), on timestamp.")] = None,
+    to_day: Annotated[str | None, typer.Option("--to", help="Last day (exclusive).")] = None,
+    customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
+    product: Annotated[str | None, typer.Option(help="Only this product.")] = None,
+    event: Annotated[str | None, typer.Option(help="Only this event name.")] = None,
+    fmt: Format = "table",
+) -> None:
+    """Signals, quantity and credits broken down by any JSON key of the signal data."""
+    import msgspec
+
+    from pipelines.lib.analytics import AnalyticsError
+    from pipelines.lib.analytics import breakdown as run_breakdown
+
+    h = _home(home)
+    try:
+        result = run_breakdown(h.warehouse, by, from_day=from_day, to_day=to_day,
+                               customer=customer, product=product, event=event)
+    except AnalyticsError as exc:
+        raise fail(str(exc)) from None
+    decode = msgspec.json.Decoder(float_hook=Decimal).decode
+    rows = []
+    for record in result.table.to_pylist():
+        row = []
+        for key in result.keys:
+            value = record[key]
+            if key in result.json_keys and value is not None:
+                value = decode(value)
+                if fmt != "json" and not isinstance(value, str):
+                    value = msgspec.json.encode(value).decode()
+            row.append(value)
+        quantity = record["quantity"]
+        row += [record["signals"], None if quantity is None else quantity.normalize(),
+                record["credits"]]
+        rows.append(tuple(row))
+    _print_rows([*result.keys, "signals", "quantity", "credits"], rows, fmt,
+                title=None, missing="(missing)")
+
+
+@app.command()
+def keys(
+    home: HomeOpt = None,
+    event: Annotated[str | None, typer.Option(help="Only this event name.")] = None,
+    fmt: Format = "table",
+) -> None:
+    """The JSON paths seen in signal data per event, their types and counts, and spelling drift."""
+    from pipelines.lib.analytics import AnalyticsError, data_keys
+
+    h = _home(home)
+    try:
+        report = data_keys(h.warehouse, event)
+    except AnalyticsError as exc:
+        raise fail(str(exc)) from None
+    columns = ["event_name", "path", "json_type", "signals", "first_seen", "last_seen"]
+    _print_rows(columns, [tuple(r[c] for c in columns) for r in report.rows], fmt,
+                title="Keys in signal data")
+    for warning in report.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 @app.command()

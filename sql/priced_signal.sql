@@ -2,6 +2,8 @@
 -- Inputs: view `landed` (the day's lake files), the dim_* tables, `rule` (dim_pricing_rule plus the
 -- 1-based `path_index` of its quantity pointer in $pointers). $pointers[1] is always
 -- '/external_user_id'; data is parsed once per signal, for every pointer at the same time.
+-- The hot_columns placeholder is filled by pipelines/lib/pricing.py with `x[<j>] AS hot_key_<i>` (integers
+-- only): the configured hot keys' JSON values, kept as columns for fast breakdowns.
 WITH extracted AS (
     SELECT
         l.*,
@@ -118,7 +120,7 @@ SELECT
         ELSE 'organization'
     END AS recipient_type,
     CASE WHEN p.status = 'priced' THEN coalesce(s.seat_id, p.known_customer) END AS recipient_id,
-    CASE WHEN p.status = 'invalid_quantity' THEN coalesce(p.qtext, p.qv::VARCHAR) END AS invalid_quantity
+    CASE WHEN p.status = 'invalid_quantity' THEN coalesce(p.qtext, p.qv::VARCHAR) END AS invalid_quantity{hot_columns}
 FROM priced AS p
 LEFT JOIN seat_recipient AS s ON s.seq = p.seq
 ORDER BY p.seq

@@ -1,25 +1,25 @@
 -- warehouse: the tables and views analysts query in data/warehouse.duckdb (PRODUCT.md §5).
 -- Published into a new file that replaces the old one atomically, so an analyst holding the old
--- file open keeps a consistent snapshot and never blocks the pipeline. {engine} and {lake} are the
--- absolute directories of this home (quoted literals filled in by pipelines/lib/warehouse.py);
--- dim_* tables are loaded from the configuration beside this script.
+-- file open keeps a consistent snapshot and never blocks the pipeline. The {name} placeholders are
+-- quoted literals filled in by pipelines/lib/warehouse.py: each source's absolute file glob (or an
+-- empty file of the right schema while it has no files yet). dim_* tables come from the config.
 
 CREATE VIEW fact_signal AS
 SELECT * EXCLUDE (seq)
-FROM read_parquet({engine} || '/fact_signal/*/*.parquet', hive_partitioning = false);
+FROM read_parquet({fact_signal}, hive_partitioning = false);
 
 CREATE VIEW balance_snapshot AS
 SELECT *
-FROM read_parquet({engine} || '/balance_snapshot/*/*.parquet', hive_partitioning = false);
+FROM read_parquet({balance_snapshot}, hive_partitioning = false);
 
 CREATE VIEW grant_balance AS
 SELECT *
-FROM read_parquet({engine} || '/grant_balance/*/*.parquet', hive_partitioning = false);
+FROM read_parquet({grant_balance}, hive_partitioning = false);
 
 CREATE VIEW fact_credit_transaction AS
 SELECT type, customer_id, recipient_type, recipient_id, currency, amount, occurred_at, grant_id,
        CAST(NULL AS VARCHAR) AS signal_id
-FROM read_parquet({engine} || '/credit_event/*/*.parquet', hive_partitioning = false)
+FROM read_parquet({credit_event}, hive_partitioning = false)
 UNION ALL
 SELECT 'spend', customer_id, recipient_type, recipient_id, currency, -credits, timestamp, NULL,
        signal_id
@@ -29,13 +29,13 @@ WHERE status = 'priced';
 -- Everything landed, duplicates included (flagged). During compaction a signal can briefly sit in
 -- two files: one row per landing sequence number.
 CREATE VIEW raw_signal AS
-SELECT * EXCLUDE (seq, date)
-FROM read_parquet({lake} || '/signals/*/*.parquet', hive_partitioning = true)
+SELECT * EXCLUDE (seq)
+FROM read_parquet({signals}, hive_partitioning = false)
 QUALIFY row_number() OVER (PARTITION BY seq) = 1;
 
 CREATE VIEW rejected_signal AS
-SELECT * EXCLUDE (date)
-FROM read_parquet({lake} || '/rejects/*/*.parquet', hive_partitioning = true);
+SELECT *
+FROM read_parquet({rejects}, hive_partitioning = false);
 
 -- Grants with their state at the end of the last processed day.
 CREATE VIEW dim_credit_grant AS

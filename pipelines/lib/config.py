@@ -39,9 +39,11 @@ import msgspec
 import pyarrow as pa
 import yaml
 
-from pipelines.lib.paths import PathError, parse_path, to_json_pointer
+from pipelines.lib.paths import PathError, format_path, parse_path, to_json_pointer
 
-SECTIONS = ("currencies", "customers", "products", "users", "seats", "grants")
+SECTIONS = ("currencies", "customers", "products", "users", "seats", "grants", "hot_keys")
+# Data paths extracted into columns while pricing, so breakdowns on them do not parse JSON again.
+DEFAULT_HOT_KEYS = ("external_user_id", "team", "department")
 DEFAULT_PRIORITY = 50
 
 
@@ -148,6 +150,7 @@ class Config:
     users: tuple[User, ...] = ()
     seats: tuple[Seat, ...] = ()
     grants: tuple[Grant, ...] = ()
+    hot_keys: tuple[str, ...] = DEFAULT_HOT_KEYS
 
     def fingerprint(self) -> str:
         """A stable sha256 of the content: equal content gives an equal fingerprint."""
@@ -174,7 +177,7 @@ class _Time(str):
     """A YAML timestamp scalar, as written."""
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when present
     """A SafeLoader that keeps numbers/timestamps as text and rejects duplicate mapping keys."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -403,6 +406,24 @@ class _Found:
     seats: list[tuple[str, Seat]] = field(default_factory=list)
     assignments: list[tuple[str, SeatAssignment]] = field(default_factory=list)
     grants: list[tuple[str, Grant]] = field(default_factory=list)
+    hot_keys: list[str] | None = None
+
+
+def _read_hot_keys(name: str, entries: list, errors: list[str], found: _Found) -> None:
+    """`hot_keys: [external_user_id, team, ...]`: data paths in any syntax of §4.4."""
+    keys = found.hot_keys if found.hot_keys is not None else []
+    for index, raw in enumerate(entries):
+        if not isinstance(raw, str) or not raw:
+            errors.append(f"{name}: hot_keys[{index}]: a hot key must be a data path string")
+            continue
+        try:
+            canonical = format_path(parse_path(raw))
+        except PathError as exc:
+            errors.append(f"{name}: hot_keys[{index}]: {exc}")
+            continue
+        if canonical not in (format_path(parse_path(k)) for k in keys):
+            keys.append(raw)
+    found.hot_keys = keys
 
 
 def _read_currency(e: _Entry, found: _Found) -> None:
@@ -508,7 +529,7 @@ def _read_source(name: str, text: str, errors: list[str], found: _Found) -> None
         errors.append(f"{name}: the top level must map section names ({', '.join(SECTIONS)})")
         return
     for section, entries in document.items():
-        if section not in _READERS:
+        if section not in _READERS and section != "hot_keys":
             hint = difflib.get_close_matches(str(section), SECTIONS, n=1)
             tip = f" (did you mean {hint[0]!r}?)" if hint else ""
             errors.append(f"{name}: unknown section {str(section)!r}{tip}")
@@ -517,6 +538,9 @@ def _read_source(name: str, text: str, errors: list[str], found: _Found) -> None
             continue
         if not isinstance(entries, list):
             errors.append(f"{name}: {section} must be a list of entries, got {_show(entries)}")
+            continue
+        if section == "hot_keys":
+            _read_hot_keys(name, entries, errors, found)
             continue
         label_keys, allowed, reader = _READERS[section]
         for index, raw in enumerate(entries):
@@ -649,6 +673,7 @@ def _build(found: _Found) -> Config:
             for s in sorted((s for _, s in found.seats), key=lambda s: s.id)
         ),
         grants=tuple(sorted((g for _, g in found.grants), key=lambda g: g.id)),
+        hot_keys=DEFAULT_HOT_KEYS if found.hot_keys is None else tuple(found.hot_keys),
     )
 
 
@@ -673,13 +698,23 @@ def load_config(config_dir: Path) -> Config:
     files = [p for p in config_dir.glob("*.yaml") if p.is_file() and not p.name.startswith(".")]
     if not files:
         raise ConfigError([f"config directory {config_dir} has no *.yaml files"])
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+    cached = _CACHE.get(config_dir.resolve())
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
     sources: dict[str, str] = {}
     for path in files:
         try:
             sources[path.name] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{path.name}: cannot read: {' '.join(str(exc).split())}"]) from None
-    return parse_config(sources)
+    config = parse_config(sources)
+    _CACHE[config_dir.resolve()] = (stamp, config)
+    return config
+
+
+# A process loads the same unchanged directory many times (planning, assets, checks): parse once.
+_CACHE: dict[Path, tuple[tuple, Config]] = {}
 
 
 # --- Arrow tables ---

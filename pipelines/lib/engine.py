@@ -66,6 +66,7 @@ def pricing_inputs(config: Config) -> tuple[str, dict[str, _Entity]]:
         "products": [p.external_id for p in config.products],
         "users": [(u.customer_id, u.external_id) for u in config.users],
         "seats": [(s.id, s.customer_id) for s in config.seats],
+        "hot_keys": list(config.hot_keys),
     }
     entities: dict[str, _Entity] = {}
     for p in config.products:
@@ -215,10 +216,10 @@ def price(home: Home, config: Config, days: list[str],
     state = State.load(home.engine_dir / "state.json")
     versions = lake.partitions()
     con = connect()
-    pointers = prepare(con, config)
+    prepared = prepare(con, config)
     out = []
     for day in days:
-        out.append(price_day(con, lake, home.engine_dir, day, pointers))
+        out.append(price_day(con, lake, home.engine_dir, day, prepared))
         state.generation += 1
         state.priced[day] = [versions.get(day, 0), state.generation]
         if progress:

@@ -161,13 +161,27 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_LOW_CARDINALITY = {
+    "event_name", "customer_id", "external_customer_id", "product_id", "external_product_id",
+    "source", "status", "currency", "recipient_type", "recipient_id", "rule_id", "user_id", "type",
+    "grant_id", "date", "reason",
+}
+_STATISTICS = {"seq", "timestamp", "received_at", "date", "occurred_at"}
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write `table` to `path` so that the file appears complete or not at all (caller fsyncs the dir)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         pq.write_table(
-            table, fh, compression="zstd", compression_level=1, row_group_size=256 * 1024
+            table,
+            fh,
+            compression="zstd",
+            compression_level=1,
+            row_group_size=256 * 1024,
+            use_dictionary=[c for c in table.column_names if c in _LOW_CARDINALITY],
+            write_statistics=[c for c in table.column_names if c in _STATISTICS],
         )
         fh.flush()
         os.fsync(fh.fileno())
@@ -309,9 +323,12 @@ class Lake:
         keyed = pl.from_arrow(table.select(["seq", "idempotency_key"])).with_columns(
             packed=_packed_keys(pl.col("idempotency_key"))
         )
-        first = keyed.filter(
-            pl.col("packed").is_not_null() & pl.col("packed").is_first_distinct()
-        ).select("packed", "seq")
+        # Sorted keys walk the B-tree in order: several times faster than random order.
+        first = (
+            keyed.filter(pl.col("packed").is_not_null() & pl.col("packed").is_first_distinct())
+            .select("packed", "seq")
+            .sort("packed")
+        )
         packed = first["packed"].to_list()
         with self._env.begin(db=self._db["idem"]) as txn:
             found = txn.cursor().getmulti(packed)

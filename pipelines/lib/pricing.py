@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from pipelines.lib.config import Config
 from pipelines.lib.lake import Lake, write_parquet_atomic
+from pipelines.lib.paths import parse_path, to_json_pointer
 from pipelines.lib.sql import load_sql
 
 USER_POINTER = "/external_user_id"
@@ -61,15 +62,28 @@ def fact_signal_path(engine_dir: Path, day: str) -> Path:
     return engine_dir / "fact_signal" / f"date={day}" / "data.parquet"
 
 
-def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> list[str]:
-    """Register the configuration tables and the exact-number UDF; returns the pointer list."""
+def hot_key_pointers(config: Config) -> list[str]:
+    """JSON pointers of the configured hot keys, in order (column `hot_key_<i>` is the i-th)."""
+    return [to_json_pointer(parse_path(k)) for k in config.hot_keys]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    pointers: list[str]
+    hot_columns: str  # SQL terms `, x[j] AS hot_key_i` (integers only)
+
+
+def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> Prepared:
+    """Register the configuration tables and the exact-number UDF; plan the JSON extraction."""
     tables = config.tables()
     for name, table in tables.items():
         con.register(name, table)
     rules = tables["dim_pricing_rule"]
-    pointers = [USER_POINTER] + sorted(
-        {p for p in rules["quantity_pointer"].to_pylist() if p is not None}
-    )
+    hot = hot_key_pointers(config)
+    pointers = [USER_POINTER]
+    for p in sorted({p for p in rules["quantity_pointer"].to_pylist() if p is not None}) + hot:
+        if p not in pointers:
+            pointers.append(p)
     index = {p: i + 1 for i, p in enumerate(pointers)}
     path_index = pa.array(
         [index.get(p) for p in rules["quantity_pointer"].to_pylist()], pa.int32()
@@ -82,11 +96,29 @@ def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> list[str]:
         )
     except duckdb.CatalogException:
         pass  # already registered on this connection
-    return pointers
+    hot_columns = "".join(
+        f",\n    CASE WHEN json_type(p.x[{index[p_]}]) <> 'NULL' THEN p.x[{index[p_]}] END"
+        f" AS hot_key_{i + 1}"
+        for i, p_ in enumerate(hot)
+    )
+    return Prepared(pointers, hot_columns)
+
+
+def empty_fact_signal(config: Config) -> pa.Table:
+    """A fact_signal table with no rows and the exact schema pricing produces (hot keys included)."""
+    import duckdb as _duckdb
+
+    from pipelines.lib.lake import SIGNAL_SCHEMA
+
+    con = _duckdb.connect()
+    prepared = prepare(con, config)
+    con.register("landed", SIGNAL_SCHEMA.empty_table())
+    sql = load_sql("priced_signal").replace("{hot_columns}", prepared.hot_columns)
+    return con.sql(sql, params={"pointers": prepared.pointers}).to_arrow_table()
 
 
 def price_day(con: duckdb.DuckDBPyConnection, lake: Lake, engine_dir: Path, day: str,
-              pointers: list[str]) -> PricedDay:
+              prepared: Prepared) -> PricedDay:
     """Price every landed signal of `day` and replace that day's `fact_signal` partition."""
     files = [str(f.path) for f in lake.files(date=day)]
     out = fact_signal_path(engine_dir, day)
@@ -94,7 +126,8 @@ def price_day(con: duckdb.DuckDBPyConnection, lake: Lake, engine_dir: Path, day:
         out.unlink(missing_ok=True)
         return PricedDay(day, 0, Decimal(0), {})
     con.read_parquet(files).create_view("landed", replace=True)
-    table = con.sql(load_sql("priced_signal"), params={"pointers": pointers}).to_arrow_table()
+    sql = load_sql("priced_signal").replace("{hot_columns}", prepared.hot_columns)
+    table = con.sql(sql, params={"pointers": prepared.pointers}).to_arrow_table()
     write_parquet_atomic(table, out)
     counts = table.group_by("status").aggregate([("status", "count")]).to_pylist()
     total = pc.sum(table["credits"]).as_py() if table.num_rows else None

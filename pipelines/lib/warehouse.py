@@ -9,14 +9,43 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pyarrow as pa
+
 from pipelines.lib.config import Config
 from pipelines.lib.home import Home
+from pipelines.lib.lake import REJECT_SCHEMA, SIGNAL_SCHEMA, write_parquet_atomic
+from pipelines.lib.pricing import hot_key_pointers
 from pipelines.lib.sql import connect, load_sql
 
 
 def sql_literal(text: str) -> str:
     """A SQL string literal (for the home's own directories in view definitions)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def _sources(home: Home, config: Config) -> dict[str, str]:
+    """Each view's file glob as a SQL literal; an empty file of the right schema if none exist."""
+    from pipelines.lib.ledger import BALANCE_SCHEMA, EVENT_SCHEMA, GRANT_SCHEMA
+    from pipelines.lib.pricing import empty_fact_signal
+
+    sources = {
+        "fact_signal": (home.engine_dir / "fact_signal", empty_fact_signal),
+        "balance_snapshot": (home.engine_dir / "balance_snapshot", BALANCE_SCHEMA.empty_table),
+        "grant_balance": (home.engine_dir / "grant_balance", GRANT_SCHEMA.empty_table),
+        "credit_event": (home.engine_dir / "credit_event", EVENT_SCHEMA.empty_table),
+        "signals": (home.lake / "signals", SIGNAL_SCHEMA.empty_table),
+        "rejects": (home.lake / "rejects", REJECT_SCHEMA.empty_table),
+    }
+    out = {}
+    for name, (directory, empty) in sources.items():
+        if any(directory.glob("date=*/*.parquet")):
+            out[name] = sql_literal(str(directory / "date=*" / "*.parquet"))
+        else:
+            placeholder = home.engine_dir / "_empty" / f"{name}.parquet"
+            table = empty(config) if name == "fact_signal" else empty()
+            write_parquet_atomic(table, placeholder)
+            out[name] = sql_literal(str(placeholder))
+    return out
 
 
 def publish(home: Home, config: Config) -> Path:
@@ -29,13 +58,18 @@ def publish(home: Home, config: Config) -> Path:
     try:
         tables = config.tables()
         tables["credit_grant_config"] = tables.pop("dim_credit_grant")
+        tables["dim_hot_key"] = pa.table({
+            "position": pa.array(range(1, len(config.hot_keys) + 1), pa.int32()),
+            "path": pa.array(config.hot_keys, pa.string()),
+            "pointer": pa.array(hot_key_pointers(config), pa.string()),
+        })
         for name, table in tables.items():
             con.register("_incoming", table)
             con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _incoming')
             con.unregister("_incoming")
-        script = load_sql("warehouse").format(
-            engine=sql_literal(str(home.engine_dir)), lake=sql_literal(str(home.lake))
-        )
+        script = load_sql("warehouse")
+        for name, literal in _sources(home, config).items():
+            script = script.replace("{" + name + "}", literal)
         con.execute(script)
         con.execute("CHECKPOINT")
     finally:

@@ -1,0 +1,151 @@
+"""Breakdowns by any JSON key and key discovery, over the published warehouse (PRODUCT.md §7).
+
+A KEY is a data path (any syntax of pipelines/lib/paths.py) or one of the built-in dimensions
+below. Paths reach SQL only as bound JSON pointers; a path that is a configured hot key reads its
+pre-extracted column instead of parsing `data` again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.lib.paths import format_path, parse_path, to_json_pointer
+from pipelines.lib.sql import load_sql
+
+BUILTIN = {
+    "customer": "customer_id",
+    "product": "product_id",
+    "event": "event_name",
+    "user": "user_id",
+    "seat": "CASE WHEN recipient_type = 'seat' THEN recipient_id END",
+    "day": "CAST(date_trunc('day', timestamp) AS DATE)",
+    "week": "CAST(date_trunc('week', timestamp) AS DATE)",
+    "month": "CAST(date_trunc('month', timestamp) AS DATE)",
+}
+
+
+JSON_TYPES = {"UBIGINT": "integer", "BIGINT": "integer", "DOUBLE": "number", "VARCHAR": "string",
+              "BOOLEAN": "boolean", "OBJECT": "object", "ARRAY": "array", "NULL": "null"}
+
+
+class AnalyticsError(ValueError):
+    """A breakdown or key request that cannot be answered (one line for people)."""
+
+
+def _open(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    if not warehouse.exists():
+        raise AnalyticsError(f"no warehouse at {warehouse}: run `tally run` first")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _day(value: str | date | None, option: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise AnalyticsError(f"{option} {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """The result: one column per key (as given) plus signals, quantity, credits."""
+
+    keys: list[str]
+    table: pa.Table
+    json_keys: set[str]  # keys whose values are JSON text (data paths)
+
+
+def breakdown(warehouse: Path, by: list[str], *, from_day: str | date | None = None,
+              to_day: str | date | None = None, customer: str | None = None,
+              product: str | None = None, event: str | None = None) -> Breakdown:
+    """Signals, quantity and credits by `by` (`from_day` inclusive, `to_day` exclusive)."""
+    if not by:
+        raise AnalyticsError("give at least one --by KEY")
+    if len(set(by)) != len(by):
+        raise AnalyticsError("each --by KEY may appear once")
+    con = _open(warehouse)
+    hot = {
+        format_path(parse_path(path)): position
+        for position, path in con.execute("SELECT position, path FROM dim_hot_key").fetchall()
+    }
+    terms, params, json_keys = [], {}, set()
+    for n, key in enumerate(by):
+        alias = f'"k{n}"'
+        if key in BUILTIN:
+            terms.append(f"{BUILTIN[key]} AS {alias}")
+            continue
+        try:
+            segments = parse_path(key)
+        except ValueError as exc:
+            raise AnalyticsError(f"--by {key!r}: {exc}") from None
+        json_keys.add(key)
+        position = hot.get(format_path(segments))
+        if position is not None:
+            terms.append(f"hot_key_{int(position)} AS {alias}")
+        else:
+            params[f"k{n}"] = to_json_pointer(segments)
+            terms.append(
+                f"CASE WHEN json_type(json_extract(data, $k{n})) <> 'NULL' "
+                f"THEN json_extract(data, $k{n}) END AS {alias}"
+            )
+    params.update(
+        from_ts=_day(from_day, "--from"), to_ts=_day(to_day, "--to"), customer=customer,
+        product=product, event=event,
+    )
+    sql = load_sql("breakdown").replace("{key_terms}", ",\n    ".join(terms))
+    table = con.sql(sql, params=params).to_arrow_table()
+    con.close()
+    table = table.rename_columns([*by, "signals", "quantity", "credits"])
+    return Breakdown(keys=by, table=table, json_keys=json_keys)
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    rows: list[dict]
+    warnings: list[str]
+
+
+def _style(key: str) -> str:
+    """A key with case and separators removed: `externalUserId` ~ `external_user_id`."""
+    return re.sub(r"[^0-9a-z]", "", key.lower())
+
+
+def data_keys(warehouse: Path, event: str | None = None) -> KeyReport:
+    """Every data path per event with types, counts, first/last seen, plus spelling warnings."""
+    con = _open(warehouse)
+    rel = con.execute(load_sql("data_keys"), {"event": event})
+    columns = [d[0] for d in rel.description]
+    rows = [dict(zip(columns, r, strict=True)) for r in rel.fetchall()]
+    con.close()
+    for row in rows:
+        row["path"] = format_path(row.pop("keys"))
+        row["json_type"] = JSON_TYPES.get(row["json_type"], row["json_type"].lower())
+    # Keys at the same place that differ only in case or separators split breakdowns.
+    spellings: dict[tuple, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
+    for row in rows:
+        segments = parse_path(row["path"])
+        parent, leaf = segments[:-1], segments[-1]
+        if isinstance(leaf, str):
+            place = (tuple(_style(s) if isinstance(s, str) else s for s in parent), _style(leaf))
+            counts = spellings[place][row["path"]]
+            counts[row["event_name"]] = counts.get(row["event_name"], 0) + row["signals"]
+    warnings = []
+    for variants in spellings.values():
+        if len(variants) > 1:
+            parts = [
+                f"{path} ({', '.join(f'{e}: {n:,}' for e, n in sorted(events.items()))})"
+                for path, events in sorted(variants.items(), key=lambda kv: -sum(kv[1].values()))
+            ]
+            warnings.append("keys differ only in spelling, which splits breakdowns: "
+                            + " vs ".join(parts))
+    return KeyReport(rows=rows, warnings=warnings)

@@ -67,7 +67,9 @@ quantity AS (
 priced AS (
     SELECT
         *,
-        TRY_CAST(CAST(credit_cost AS DECIMAL(18, 6)) * CAST(q AS DECIMAL(30, 12)) AS DECIMAL(38, 6))
+        -- Exact: DECIMAL(18,6) x DECIMAL(30,12) -> DECIMAL(38,18), rounded half away from zero to 6
+        -- places by the cast. Costs or products too large for that (>= 10^20 credits) give NULL.
+        TRY(CAST(CAST(credit_cost AS DECIMAL(18, 6)) * CAST(q AS DECIMAL(30, 12)) AS DECIMAL(38, 6)))
             AS raw_credits,
         CASE
             WHEN known_customer IS NULL THEN 'unknown_customer'

@@ -8,7 +8,8 @@ Layout under `<home>/lake/`:
 
 The catalog (one LMDB environment, so every change is one atomic, fsync'd transaction) holds:
 - `files`: every live Parquet file, with its partition, rows and sequence range;
-- `idem`: every idempotency key ever accepted -> the landing sequence number of its first copy;
+- `idem`: every idempotency key ever accepted -> the landing sequence number of its first copy
+  (decimal text);
 - `parts`: per signal partition, its `version` (the last batch that changed it) for change detection;
 - `meta`: counters (next sequence number, next batch number, last `received_at`).
 
@@ -147,10 +148,6 @@ def _packed_keys(keys: pl.Expr) -> pl.Expr:
     )
 
 
-def _pack_many(seqs: pl.Series) -> list[bytes]:
-    """Big-endian int64 encodings of `seqs` (the catalog value format), vectorized."""
-    buf = seqs.to_numpy().astype(">i8").tobytes()
-    return [buf[i : i + 8] for i in range(0, len(buf), 8)]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -323,52 +320,53 @@ class Lake:
         keyed = pl.from_arrow(table.select(["seq", "idempotency_key"])).with_columns(
             packed=_packed_keys(pl.col("idempotency_key"))
         )
+        first_in_batch = pl.col("packed").is_not_null() & pl.col("packed").is_first_distinct()
         # Sorted keys walk the B-tree in order: several times faster than random order.
-        first = (
-            keyed.filter(pl.col("packed").is_not_null() & pl.col("packed").is_first_distinct())
-            .select("packed", "seq")
-            .sort("packed")
-        )
+        first = keyed.filter(first_in_batch).select("packed", "seq").sort("packed")
         packed = first["packed"].to_list()
         with self._env.begin(db=self._db["idem"]) as txn:
-            found = txn.cursor().getmulti(packed)
-        if not found and first.height == keyed["packed"].count():
-            # No key seen before and none repeated in this batch: nothing is a duplicate.
-            is_dup = pa.array(np.zeros(table.num_rows, dtype=bool))
-            table = table.set_column(
-                table.schema.get_field_index("is_duplicate"), "is_duplicate", is_dup
-            )
-            return table, list(zip(packed, _pack_many(first["seq"]), strict=True))
-        history = pl.DataFrame(
-            {"packed": [k for k, _ in found], "history": [_I64.unpack(v)[0] for _, v in found]},
-            schema={"packed": pl.Binary, "history": pl.Int64},
-        )
-        originals = first.join(history, on="packed", how="left").select(
-            "packed", pl.coalesce("history", "seq").alias("original")
-        )
-        dup_of = (
-            keyed.join(originals, on="packed", how="left", maintain_order="left")
-            .select(pl.when(pl.col("original") != pl.col("seq")).then(pl.col("original")))
-            .to_series()
-            .to_arrow()
-        )
-        is_dup = pc.fill_null(dup_of.is_valid(), False)
-        ids = pc.if_else(is_dup, _signal_ids(pc.fill_null(dup_of, 0)), pa.scalar(None, pa.string()))
+            history = {k: int(v) for k, v in txn.cursor().getmulti(packed)}
+        new_keys = list(zip(packed, first["seq"].cast(pl.String).cast(pl.Binary).to_list(),
+                            strict=True))
+        # Duplicates are rare: find them with vectorized masks, then resolve the few in Python.
+        dup_mask = keyed.select(
+            pl.col("packed").is_not_null()
+            & (~first_in_batch | pl.col("packed").is_in(list(history)))
+        ).to_series()
+        n = table.num_rows
+        if not dup_mask.any():
+            return table.set_column(
+                table.schema.get_field_index("is_duplicate"), "is_duplicate",
+                pa.array(np.zeros(n, dtype=bool)),
+            ), new_keys
+        in_batch = dict(zip(packed, first["seq"].to_list(), strict=True))
+        dup_of = [None] * n
+        rows = keyed.with_row_index("row").filter(dup_mask)
+        for row, key in zip(rows["row"].to_list(), rows["packed"].to_list(), strict=True):
+            dup_of[row] = history.get(key, in_batch[key])
+        dup_arr = pa.array(dup_of, pa.int64())
+        is_dup = dup_arr.is_valid()
+        ids = pc.if_else(is_dup, _signal_ids(pc.fill_null(dup_arr, 0)), pa.scalar(None, pa.string()))
         table = table.set_column(table.schema.get_field_index("is_duplicate"), "is_duplicate", is_dup)
         table = table.set_column(table.schema.get_field_index("duplicate_of"), "duplicate_of", ids)
-        # LMDB's putmulti(overwrite=False) keeps the keys already present: no need to drop them.
-        return table, list(zip(packed, _pack_many(first["seq"]), strict=True))
+        return table, new_keys
 
     def _plan_files(
         self, table: pa.Table, rejects: pa.Table | None, batch: int, received_us: int, source: str
     ) -> list[tuple[str, str, pa.Table]]:
         plans: list[tuple[str, str, pa.Table]] = []
         if table.num_rows:
-            dates = pc.cast(table["timestamp"], pa.date32())
-            for value in sorted(pc.unique(dates).to_pylist()):
+            dates = pc.cast(table["timestamp"], pa.date32()).combine_chunks()
+            if not pc.all(pc.equal(dates, dates[0])).as_py():
+                order = pc.sort_indices(dates)  # stable: landing order kept within a day
+                table, dates = table.take(order), dates.take(order)
+            runs = pc.run_end_encode(dates)
+            start = 0
+            for value, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
                 date = value.isoformat()
                 rel = f"{SIGNALS}/date={date}/part-{batch:012d}.parquet"
-                plans.append((rel, date, table.filter(pc.equal(dates, pa.scalar(value)))))
+                plans.append((rel, date, table.slice(start, end - start)))
+                start = end
         if rejects is not None and rejects.num_rows:
             received = pa.array([received_us] * rejects.num_rows, pa.int64())
             full = pa.table(
@@ -484,7 +482,7 @@ class Lake:
         packed = [_idem_key(k) for k in keys]
         with self._env.begin(db=self._db["idem"]) as txn:
             found = dict(txn.cursor().getmulti(packed))
-        return {k: _I64.unpack(found[p])[0] for k, p in zip(keys, packed, strict=True) if p in found}
+        return {k: int(found[p]) for k, p in zip(keys, packed, strict=True) if p in found}
 
     def stats(self) -> dict[str, int]:
         with self._env.begin() as txn:

@@ -90,6 +90,21 @@ def json_floor(home: Path) -> float:
     return time.perf_counter() - t
 
 
+def breakdown_times(home: Path) -> tuple[float, float]:
+    """Seconds for a breakdown by a hot key and by an arbitrary data key (best of 3, warm)."""
+    from pipelines.lib.analytics import breakdown
+
+    times = []
+    for key in ("team", "$.model"):
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            breakdown(home / "warehouse.duckdb", [key])
+            best = min(best, time.perf_counter() - t)
+        times.append(best)
+    return times[0], times[1]
+
+
 def prepare_home(home: Path, wl: Path) -> None:
     shutil.rmtree(home, ignore_errors=True)
     (home / "config").mkdir(parents=True)
@@ -129,6 +144,9 @@ def main(argv: list[str] | None = None) -> dict:
         "increment": ("day 31 on top of 30 days", "s"),
         "alone": ("day 31 alone", "s"),
         "inc_ratio": ("day 31 incremental / alone", "x"),
+        "hot": ("breakdown by a hot key (team)", "s"),
+        "arbitrary": ("breakdown by an arbitrary key ($.model)", "s"),
+        "arb_ratio": ("arbitrary-key breakdown / JSON floor", "x"),
     }.items()}
     home, solo = WORK / "home", WORK / "home-day31"
     lines = sum(_count_lines(Path(p)) for p in history)
@@ -145,6 +163,10 @@ def main(argv: list[str] | None = None) -> dict:
         figures["ratio"].values.append((run - noop) / floor)
         figures["rss"].values.append(rss / 1e9)
         figures["noop"].values.append(noop)
+        hot, arbitrary = breakdown_times(home)
+        figures["hot"].values.append(hot)
+        figures["arbitrary"].values.append(arbitrary)
+        figures["arb_ratio"].values.append(arbitrary / floor)
         tally(home, "ingest", last)
         inc, _, _ = tally(home, "run")
         prepare_home(solo, wl)

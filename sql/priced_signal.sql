@@ -4,7 +4,36 @@
 -- '/external_user_id'; data is parsed once per signal, for every pointer at the same time.
 -- The hot_columns placeholder is filled by pipelines/lib/pricing.py with `x[<j>] AS hot_key_<i>` (integers
 -- only): the configured hot keys' JSON values, kept as columns for fast breakdowns.
-WITH extracted AS (
+WITH seat_cover_raw AS (
+    -- When each user's seat carries a seat grant, per currency: assignment ∩ grant intervals.
+    SELECT a.customer_id, a.user_id, g.currency, a.seat_id,
+           greatest(coalesce(a.valid_from, g.starts_at), g.starts_at) AS t0,
+           least(coalesce(a.valid_until, 'infinity'::TIMESTAMPTZ),
+                 coalesce(g.expires_at, 'infinity'::TIMESTAMPTZ)) AS t1
+    FROM dim_seat_assignment AS a
+    JOIN dim_credit_grant AS g ON g.seat_id = a.seat_id
+),
+seat_cover_marked AS (
+    SELECT *,
+           CASE WHEN t0 <= max(t1) OVER (
+               PARTITION BY customer_id, user_id, currency, seat_id ORDER BY t0
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) THEN 0 ELSE 1 END AS starts_island
+    FROM seat_cover_raw
+    WHERE t0 < t1
+),
+seat_cover AS (
+    -- Overlapping grants of one seat merged: a user is in one seat at a time (validated config),
+    -- so at most one row covers any (customer, user, currency, instant).
+    SELECT customer_id, user_id, currency, seat_id, min(t0) AS t0, max(t1) AS t1
+    FROM (
+        SELECT *, sum(starts_island) OVER (
+            PARTITION BY customer_id, user_id, currency, seat_id ORDER BY t0
+            ROWS UNBOUNDED PRECEDING) AS island
+        FROM seat_cover_marked
+    )
+    GROUP BY customer_id, user_id, currency, seat_id, island
+),
+extracted AS (
     SELECT
         l.*,
         json_extract(l.data, $pointers) AS x
@@ -68,9 +97,13 @@ priced AS (
     SELECT
         *,
         -- Exact: DECIMAL(18,6) x DECIMAL(30,12) -> DECIMAL(38,18), rounded half away from zero to 6
-        -- places by the cast. Costs or products too large for that (>= 10^20 credits) give NULL.
-        TRY(CAST(CAST(credit_cost AS DECIMAL(18, 6)) * CAST(q AS DECIMAL(30, 12)) AS DECIMAL(38, 6)))
-            AS raw_credits,
+        -- places by the cast. Products that cannot fit (about 10^19 credits and more) give NULL;
+        -- the double-precision guard only decides which rows are far from that limit.
+        CASE
+            WHEN credit_cost < 1e12 AND CAST(credit_cost AS DOUBLE) * CAST(q AS DOUBLE) < 1e19
+                THEN CAST(CAST(credit_cost AS DECIMAL(18, 6)) * CAST(q AS DECIMAL(30, 12))
+                          AS DECIMAL(38, 6))
+        END AS raw_credits,
         CASE
             WHEN known_customer IS NULL THEN 'unknown_customer'
             WHEN product_id IS NULL AND external_product_id IS NULL THEN 'unattributed'
@@ -80,24 +113,6 @@ priced AS (
             ELSE 'priced'
         END AS status
     FROM quantity
-),
-seat_recipient AS (
-    -- A priced signal whose user sits, at `timestamp`, in a seat that has a seat-scoped grant in
-    -- the rule's currency in force at `timestamp` (exhausted or not) is charged to that seat.
-    SELECT p.seq, min(a.seat_id) AS seat_id
-    FROM priced AS p
-    JOIN dim_seat_assignment AS a
-        ON a.customer_id = p.known_customer
-        AND a.user_id = p.user_key
-        AND (a.valid_from IS NULL OR a.valid_from <= p.timestamp)
-        AND (a.valid_until IS NULL OR p.timestamp < a.valid_until)
-    JOIN dim_credit_grant AS g
-        ON g.seat_id = a.seat_id
-        AND g.currency = p.currency
-        AND g.starts_at <= p.timestamp
-        AND (g.expires_at IS NULL OR p.timestamp < g.expires_at)
-    WHERE p.status = 'priced'
-    GROUP BY p.seq
 )
 SELECT
     p.signal_id,
@@ -124,5 +139,11 @@ SELECT
     CASE WHEN p.status = 'priced' THEN coalesce(s.seat_id, p.known_customer) END AS recipient_id,
     CASE WHEN p.status = 'invalid_quantity' THEN coalesce(p.qtext, p.qv::VARCHAR) END AS invalid_quantity{hot_columns}
 FROM priced AS p
-LEFT JOIN seat_recipient AS s ON s.seq = p.seq
-ORDER BY p.seq
+-- A priced signal whose user sits, at `timestamp`, in a seat that has a seat-scoped grant in the
+-- rule's currency in force at `timestamp` (exhausted or not) is charged to that seat (§4.5).
+LEFT JOIN seat_cover AS s
+    ON s.customer_id = p.known_customer
+    AND s.user_id = p.user_key
+    AND s.currency = p.currency
+    AND s.t0 <= p.timestamp
+    AND p.timestamp < s.t1

@@ -54,9 +54,15 @@ def idempotency(home: Home, days: list[str]) -> list[tuple]:
     con.read_parquet(fact).create_view("fact")
     offenders = con.sql(load_sql("check_idempotency")).fetchall()
     # Each charged key must be the first copy the lake ever received (its index says which).
-    rows = con.sql(
-        "SELECT idempotency_key, seq FROM fact WHERE idempotency_key IS NOT NULL"
-    ).fetchall()
-    first = Lake(home.lake).first_copies([k for k, _ in rows])
-    offenders += [(k, "charged copy is not the first received") for k, s in rows if first.get(k) != s]
+    # Keys are read in sorted order (the index's order) and in batches: bounded memory.
+    lake = Lake(home.lake)
+    charged = con.sql(
+        "SELECT idempotency_key, seq FROM fact WHERE idempotency_key IS NOT NULL "
+        "ORDER BY idempotency_key"
+    ).to_arrow_reader(200_000)
+    for batch in charged:
+        keys, seqs = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+        first = lake.first_copies(keys)
+        offenders += [(k, "charged copy is not the first received")
+                      for k, q in zip(keys, seqs, strict=True) if first.get(k) != q]
     return offenders

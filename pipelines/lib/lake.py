@@ -36,7 +36,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +104,6 @@ class LandResult:
     duplicates: int
     failed: int
     batch: int | None
-    signal_ids: pa.Array | None = None
 
 
 @dataclass(frozen=True)
@@ -168,8 +167,7 @@ _STATISTICS = {"seq", "timestamp", "received_at", "date", "occurred_at"}
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write `table` to `path` so that the file appears complete or not at all (caller fsyncs the dir)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temp_path(path)
     with open(tmp, "wb") as fh:
         pq.write_table(
             table,
@@ -180,7 +178,18 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
             use_dictionary=[c for c in table.column_names if c in _LOW_CARDINALITY],
             write_statistics=[c for c in table.column_names if c in _STATISTICS],
         )
-        fh.flush()
+    publish_file(tmp, path)
+
+
+def temp_path(path: Path) -> Path:
+    """Where to write `path` before `publish_file` (never matched by `*.parquet` globs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(path.name + ".tmp")
+
+
+def publish_file(tmp: Path, path: Path) -> None:
+    """fsync `tmp` and rename it to `path`: readers see the whole file or the previous one."""
+    with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
@@ -290,7 +299,6 @@ class Lake:
             duplicates=duplicates,
             failed=n_rejects,
             batch=batch,
-            signal_ids=table["signal_id"].combine_chunks() if table.num_rows else None,
         )
 
     def _stamp(self, incoming: pa.Table, seq0: int, received_us: int, source: str) -> pa.Table:
@@ -492,7 +500,3 @@ class Lake:
                 "idempotency_keys": txn.stat(self._db["idem"])["entries"],
                 "files": txn.stat(self._db["files"])["entries"],
             }
-
-
-def file_paths(files: Iterable[LakeFile]) -> list[str]:
-    return [str(lf.path) for lf in files]

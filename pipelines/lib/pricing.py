@@ -14,10 +14,9 @@ from pathlib import Path
 import duckdb
 import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipelines.lib.config import Config
-from pipelines.lib.lake import Lake, write_parquet_atomic
+from pipelines.lib.lake import Lake, publish_file, temp_path
 from pipelines.lib.paths import parse_path, to_json_pointer
 from pipelines.lib.sql import load_sql
 
@@ -127,13 +126,20 @@ def price_day(con: duckdb.DuckDBPyConnection, lake: Lake, engine_dir: Path, day:
         return PricedDay(day, 0, Decimal(0), {})
     con.read_parquet(files).create_view("landed", replace=True)
     sql = load_sql("priced_signal").replace("{hot_columns}", prepared.hot_columns)
-    table = con.sql(sql, params={"pointers": prepared.pointers}).to_arrow_table()
-    write_parquet_atomic(table, out)
-    counts = table.group_by("status").aggregate([("status", "count")]).to_pylist()
-    total = pc.sum(table["credits"]).as_py() if table.num_rows else None
+    tmp = temp_path(out)
+    # DuckDB writes the Parquet itself (in parallel, without a trip through Python).
+    con.execute(
+        f"COPY ({sql}) TO $out (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)",
+        {"pointers": prepared.pointers, "out": str(tmp)},
+    )
+    publish_file(tmp, out)
+    counts = con.execute(
+        "SELECT status, count(*), sum(credits) FROM read_parquet($f) GROUP BY ALL",
+        {"f": str(out)},
+    ).fetchall()
     return PricedDay(
         day=day,
-        rows=table.num_rows,
-        credits=Decimal(total or 0),
-        statuses={r["status"]: r["status_count"] for r in counts},
+        rows=sum(n for _, n, _ in counts),
+        credits=sum((c for _, _, c in counts), Decimal(0)),
+        statuses={status: n for status, n, _ in counts},
     )

@@ -71,6 +71,7 @@ quantity_text AS (
             WHEN json_type(qv) IN ('UBIGINT', 'BIGINT') THEN qv::VARCHAR
             WHEN json_type(qv) = 'DOUBLE' THEN
                 CASE
+                    WHEN CAST(qv AS DOUBLE) = 0 THEN '0'  -- -0.0 is a number >= 0
                     -- Shortest round-trip text of a double equals what was sent when it has at
                     -- most 15 significant digits; longer or exponent forms are re-read exactly.
                     WHEN regexp_full_match(qv::VARCHAR, '-?[0-9]+\.[0-9]+')
@@ -97,12 +98,15 @@ priced AS (
     SELECT
         *,
         -- Exact: DECIMAL(18,6) x DECIMAL(30,12) -> DECIMAL(38,18), rounded half away from zero to 6
-        -- places by the cast. Products that cannot fit (about 10^19 credits and more) give NULL;
-        -- the double-precision guard only decides which rows are far from that limit.
+        -- places by the cast; the double-precision guard only picks the rows far from overflow.
         CASE
+            WHEN q IS NULL THEN NULL
             WHEN credit_cost < 1e12 AND CAST(credit_cost AS DOUBLE) * CAST(q AS DOUBLE) < 1e19
                 THEN CAST(CAST(credit_cost AS DECIMAL(18, 6)) * CAST(q AS DECIMAL(30, 12))
                           AS DECIMAL(38, 6))
+            -- Huge products (rare): exact in Python; NULL when they do not fit DECIMAL(38,6).
+            ELSE CAST(tally_exact_product(CAST(credit_cost AS VARCHAR), CAST(q AS VARCHAR))
+                      AS DECIMAL(38, 6))
         END AS raw_credits,
         CASE
             WHEN known_customer IS NULL THEN 'unknown_customer'

@@ -197,11 +197,25 @@ def run_ledger(con: duckdb.DuckDBPyConnection, engine_dir: Path, config: Config,
         iso = day.isoformat()
         for name, schema in zip(OUTPUTS, (BALANCE_SCHEMA, GRANT_SCHEMA, EVENT_SCHEMA), strict=True):
             write_parquet_atomic(_table(schema, out[name][iso]), _path(engine_dir, name, iso))
+    if not checkpoint:
+        _drop_days_outside(engine_dir, days[0].isoformat(), days[-1].isoformat())
     return LedgerDays(
         days=[d.isoformat() for d in days],
         balance_rows=sum(len(v) for v in out["balance_snapshot"].values()),
         events=sum(len(v) for v in out["credit_event"].values()),
     )
+
+
+def _drop_days_outside(engine_dir: Path, first: str, last: str) -> None:
+    """A from-scratch ledger owns every day: remove outputs of days outside [first, last]
+    (e.g. after the grant that started the ledger earlier was removed from the configuration)."""
+    for name in OUTPUTS:
+        for part in (engine_dir / name).glob("date=*"):
+            day = part.name.removeprefix("date=")
+            if day < first or day > last:
+                for f in part.glob("*"):
+                    f.unlink()
+                part.rmdir()
 
 
 def _grant_events(grants, start_us: int, end_us: int) -> dict[Recipient, list[tuple]]:

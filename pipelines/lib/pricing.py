@@ -8,7 +8,7 @@ atomically to `<home>/engine/fact_signal/date=YYYY-MM-DD/data.parquet`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import duckdb
@@ -47,6 +47,20 @@ def exact_number(data: str | None, pointer: str | None) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         return None
     return format(Decimal(value), "f")
+
+
+_MAX_CREDITS = Decimal(10) ** 32
+
+
+def exact_product(cost: str | None, quantity: str | None) -> str | None:
+    """cost x quantity rounded half away from zero to 6 places, exactly (None if >= 10^32).
+
+    The SQL multiplies in DECIMAL(38,18) and calls this only for products too large for it.
+    """
+    if cost is None or quantity is None:
+        return None
+    product = (Decimal(cost) * Decimal(quantity)).quantize(Decimal("0.000001"), ROUND_HALF_UP)
+    return None if product >= _MAX_CREDITS else format(product, "f")
 
 
 @dataclass(frozen=True)
@@ -88,13 +102,11 @@ def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> Prepared:
         [index.get(p) for p in rules["quantity_pointer"].to_pylist()], pa.int32()
     )
     con.register("rule", rules.append_column("path_index", path_index))
-    try:
-        con.create_function(
-            "tally_exact_number", exact_number, ["VARCHAR", "VARCHAR"], "VARCHAR",
-            side_effects=False,
-        )
-    except duckdb.CatalogException:
-        pass  # already registered on this connection
+    for name, fn in (("tally_exact_number", exact_number), ("tally_exact_product", exact_product)):
+        try:
+            con.create_function(name, fn, ["VARCHAR", "VARCHAR"], "VARCHAR", side_effects=False)
+        except duckdb.CatalogException:
+            pass  # already registered on this connection
     hot_columns = "".join(
         f",\n    CASE WHEN json_type(p.x[{index[p_]}]) <> 'NULL' THEN p.x[{index[p_]}] END"
         f" AS hot_key_{i + 1}"

@@ -8,6 +8,11 @@ CREATE VIEW fact_signal AS
 SELECT * EXCLUDE (seq)
 FROM read_parquet({fact_signal}, hive_partitioning = false);
 
+-- fact_signal summed per day and built-in dimension and hot key (fast breakdowns).
+CREATE VIEW signal_rollup AS
+SELECT *
+FROM read_parquet({signal_rollup}, hive_partitioning = false);
+
 CREATE VIEW balance_snapshot AS
 SELECT *
 FROM read_parquet({balance_snapshot}, hive_partitioning = false);

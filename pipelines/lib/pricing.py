@@ -75,6 +75,10 @@ def fact_signal_path(engine_dir: Path, day: str) -> Path:
     return engine_dir / "fact_signal" / f"date={day}" / "data.parquet"
 
 
+def rollup_path(engine_dir: Path, day: str) -> Path:
+    return engine_dir / "signal_rollup" / f"date={day}" / "data.parquet"
+
+
 def hot_key_pointers(config: Config) -> list[str]:
     """JSON pointers of the configured hot keys, in order (column `hot_key_<i>` is the i-th)."""
     return [to_json_pointer(parse_path(k)) for k in config.hot_keys]
@@ -84,6 +88,7 @@ def hot_key_pointers(config: Config) -> list[str]:
 class Prepared:
     pointers: list[str]
     hot_columns: str  # SQL terms `, x[j] AS hot_key_i` (integers only)
+    hot_names: str  # `, hot_key_1, hot_key_2, ...`
 
 
 def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> Prepared:
@@ -112,7 +117,8 @@ def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> Prepared:
         f" AS hot_key_{i + 1}"
         for i, p_ in enumerate(hot)
     )
-    return Prepared(pointers, hot_columns)
+    hot_names = "".join(f", hot_key_{i + 1}" for i in range(len(hot)))
+    return Prepared(pointers, hot_columns, hot_names)
 
 
 def empty_fact_signal(config: Config) -> pa.Table:
@@ -128,6 +134,17 @@ def empty_fact_signal(config: Config) -> pa.Table:
     return con.sql(sql, params={"pointers": prepared.pointers}).to_arrow_table()
 
 
+def empty_rollup(config: Config) -> pa.Table:
+    """A signal_rollup table with no rows and the exact schema pricing produces."""
+    import duckdb as _duckdb
+
+    con = _duckdb.connect()
+    prepared = prepare(con, config)
+    con.register("fact", empty_fact_signal(config))
+    sql = load_sql("signal_rollup").replace("{hot_key_columns}", prepared.hot_names)
+    return con.sql(sql).to_arrow_table()
+
+
 def price_day(con: duckdb.DuckDBPyConnection, lake: Lake, engine_dir: Path, day: str,
               prepared: Prepared) -> PricedDay:
     """Price every landed signal of `day` and replace that day's `fact_signal` partition."""
@@ -135,6 +152,7 @@ def price_day(con: duckdb.DuckDBPyConnection, lake: Lake, engine_dir: Path, day:
     out = fact_signal_path(engine_dir, day)
     if not files:
         out.unlink(missing_ok=True)
+        rollup_path(engine_dir, day).unlink(missing_ok=True)
         return PricedDay(day, 0, Decimal(0), {})
     con.read_parquet(files).create_view("landed", replace=True)
     sql = load_sql("priced_signal").replace("{hot_columns}", prepared.hot_columns)
@@ -145,6 +163,15 @@ def price_day(con: duckdb.DuckDBPyConnection, lake: Lake, engine_dir: Path, day:
         {"pointers": prepared.pointers, "out": str(tmp)},
     )
     publish_file(tmp, out)
+    con.read_parquet(str(out)).create_view("fact", replace=True)
+    rollup = rollup_path(engine_dir, day)
+    tmp = temp_path(rollup)
+    con.execute(
+        "COPY (" + load_sql("signal_rollup").replace("{hot_key_columns}", prepared.hot_names)
+        + ") TO $out (FORMAT parquet, COMPRESSION zstd)",
+        {"out": str(tmp)},
+    )
+    publish_file(tmp, rollup)
     counts = con.execute(
         "SELECT status, count(*), sum(credits) FROM read_parquet($f) GROUP BY ALL",
         {"f": str(out)},

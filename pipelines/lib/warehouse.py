@@ -26,10 +26,11 @@ def sql_literal(text: str) -> str:
 def _sources(home: Home, config: Config) -> dict[str, str]:
     """Each view's file glob as a SQL literal; an empty file of the right schema if none exist."""
     from pipelines.lib.ledger import BALANCE_SCHEMA, EVENT_SCHEMA, GRANT_SCHEMA
-    from pipelines.lib.pricing import empty_fact_signal
+    from pipelines.lib.pricing import empty_fact_signal, empty_rollup
 
     sources = {
         "fact_signal": (home.engine_dir / "fact_signal", empty_fact_signal),
+        "signal_rollup": (home.engine_dir / "signal_rollup", empty_rollup),
         "balance_snapshot": (home.engine_dir / "balance_snapshot", BALANCE_SCHEMA.empty_table),
         "grant_balance": (home.engine_dir / "grant_balance", GRANT_SCHEMA.empty_table),
         "credit_event": (home.engine_dir / "credit_event", EVENT_SCHEMA.empty_table),
@@ -42,7 +43,7 @@ def _sources(home: Home, config: Config) -> dict[str, str]:
             out[name] = sql_literal(str(directory / "date=*" / "*.parquet"))
         else:
             placeholder = home.engine_dir / "_empty" / f"{name}.parquet"
-            table = empty(config) if name == "fact_signal" else empty()
+            table = empty(config) if name in ("fact_signal", "signal_rollup") else empty()
             write_parquet_atomic(table, placeholder)
             out[name] = sql_literal(str(placeholder))
     return out

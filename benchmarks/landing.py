@@ -29,11 +29,23 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)
         wall, rss, out = tally(home, "ingest", *map(str, days))
         rates.append(lines / wall)
-        print(f"run {i + 1}: {lines:,} signals ({size / 1e9:.2f} GB) in {wall:.1f} s = "
-              f"{lines / wall:,.0f} signals/s, peak RSS {rss / 1e9:.2f} GB -> {out.strip()}",
-              flush=True)
-    print(json.dumps({"signals": lines, "bytes": size, "median": round(statistics.median(rates)),
-                      "min": round(min(rates)), "max": round(max(rates)), "cores": os.cpu_count()}))
+        print(
+            f"run {i + 1}: {lines:,} signals ({size / 1e9:.2f} GB) in {wall:.1f} s = "
+            f"{lines / wall:,.0f} signals/s, peak RSS {rss / 1e9:.2f} GB -> {out.strip()}",
+            flush=True,
+        )
+    print(
+        json.dumps(
+            {
+                "signals": lines,
+                "bytes": size,
+                "median": round(statistics.median(rates)),
+                "min": round(min(rates)),
+                "max": round(max(rates)),
+                "cores": os.cpu_count(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,12 @@ class Figure:
 
     def row(self) -> dict:
         return {
-            "figure": self.name, "unit": self.unit, "median": statistics.median(self.values),
-            "min": min(self.values), "max": max(self.values), "runs": len(self.values),
+            "figure": self.name,
+            "unit": self.unit,
+            "median": statistics.median(self.values),
+            "min": min(self.values),
+            "max": max(self.values),
+            "runs": len(self.values),
         }
 
 
@@ -52,8 +56,13 @@ def workload(signals: int, seed: int = 7) -> Path:
     out = WORK / f"synth-{signals}-{DAYS + 1}-{seed}"
     if not (out / "done").exists():
         shutil.rmtree(out, ignore_errors=True)
-        synth(out, signals=signals * (DAYS + 1) // DAYS, days=DAYS + 1,
-              customers=max(6, min(200, signals // 50_000)), seed=seed)
+        synth(
+            out,
+            signals=signals * (DAYS + 1) // DAYS,
+            days=DAYS + 1,
+            customers=max(6, min(200, signals // 50_000)),
+            seed=seed,
+        )
         (out / "done").touch()
     return out
 
@@ -63,8 +72,9 @@ def tally(home: Path, *args: str) -> tuple[float, int, str]:
     env = {**os.environ, "TALLY_HOME": str(home)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode not in (0, 1):
@@ -118,9 +128,12 @@ def machine() -> dict:
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {
-        "cores": os.cpu_count(), "memory_gib": round(mem / 2**30, 1),
-        "python": platform.python_version(), "duckdb": duckdb.__version__,
-        "dagster": dagster.__version__, "pyarrow": pyarrow.__version__,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / 2**30, 1),
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "dagster": dagster.__version__,
+        "pyarrow": pyarrow.__version__,
         "platform": platform.platform(),
     }
 
@@ -134,20 +147,23 @@ def main(argv: list[str] | None = None) -> dict:
     wl = workload(n)
     days = sorted((wl / "signals").glob("day-*.jsonl"))
     history, last = [str(p) for p in days[:-1]], str(days[-1])
-    figures = {k: Figure(*v) for k, v in {
-        "landing": ("landing rate (JSONL)", "signals/s"),
-        "floor": ("JSON floor (1 key, all signals)", "s"),
-        "run": (f"full run, {DAYS} days", "s"),
-        "ratio": ("full run / JSON floor", "x"),
-        "rss": ("full run peak RSS", "GB"),
-        "noop": ("run with nothing to do (fixed overhead)", "s"),
-        "increment": ("day 31 on top of 30 days", "s"),
-        "alone": ("day 31 alone", "s"),
-        "inc_ratio": ("day 31 incremental / alone", "x"),
-        "hot": ("breakdown by a hot key (team)", "s"),
-        "arbitrary": ("breakdown by an arbitrary key ($.model)", "s"),
-        "arb_ratio": ("arbitrary-key breakdown / JSON floor", "x"),
-    }.items()}
+    figures = {
+        k: Figure(*v)
+        for k, v in {
+            "landing": ("landing rate (JSONL)", "signals/s"),
+            "floor": ("JSON floor (1 key, all signals)", "s"),
+            "run": (f"full run, {DAYS} days", "s"),
+            "ratio": ("full run / JSON floor", "x"),
+            "rss": ("full run peak RSS", "GB"),
+            "noop": ("run with nothing to do (fixed overhead)", "s"),
+            "increment": ("day 31 on top of 30 days", "s"),
+            "alone": ("day 31 alone", "s"),
+            "inc_ratio": ("day 31 incremental / alone", "x"),
+            "hot": ("breakdown by a hot key (team)", "s"),
+            "arbitrary": ("breakdown by an arbitrary key ($.model)", "s"),
+            "arb_ratio": ("arbitrary-key breakdown / JSON floor", "x"),
+        }.items()
+    }
     home, solo = WORK / "home", WORK / "home-day31"
     lines = sum(_count_lines(Path(p)) for p in history)
     for i in range(args.repeat):
@@ -175,11 +191,17 @@ def main(argv: list[str] | None = None) -> dict:
         figures["increment"].values.append(inc - noop)
         figures["alone"].values.append(alone - noop)
         figures["inc_ratio"].values.append((inc - noop) / (alone - noop))
-        print(f"repeat {i + 1}/{args.repeat}: landing {landed / wall:,.0f}/s, run {run:.1f} s, "
-              f"floor {floor:.2f} s, noop {noop:.1f} s, day31 {inc:.1f} s vs alone {alone:.1f} s",
-              flush=True)
-    result = {"size": args.size, "signals": n, "machine": machine(),
-              "figures": [f.row() for f in figures.values()]}
+        print(
+            f"repeat {i + 1}/{args.repeat}: landing {landed / wall:,.0f}/s, run {run:.1f} s, "
+            f"floor {floor:.2f} s, noop {noop:.1f} s, day31 {inc:.1f} s vs alone {alone:.1f} s",
+            flush=True,
+        )
+    result = {
+        "size": args.size,
+        "signals": n,
+        "machine": machine(),
+        "figures": [f.row() for f in figures.values()],
+    }
     write(result)
     return result
 
@@ -188,12 +210,19 @@ def write(result: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     name = result["size"]
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
-    lines = [f"# Tally benchmark: {result['signals']:,} signals ({name})", "",
-             "machine: " + ", ".join(f"{k} {v}" for k, v in result["machine"].items()), "",
-             "| figure | median | min | max | unit | runs |", "|---|---:|---:|---:|---|---:|"]
+    lines = [
+        f"# Tally benchmark: {result['signals']:,} signals ({name})",
+        "",
+        "machine: " + ", ".join(f"{k} {v}" for k, v in result["machine"].items()),
+        "",
+        "| figure | median | min | max | unit | runs |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
     for f in result["figures"]:
-        lines.append(f"| {f['figure']} | {f['median']:,.2f} | {f['min']:,.2f} | {f['max']:,.2f} "
-                     f"| {f['unit']} | {f['runs']} |")
+        lines.append(
+            f"| {f['figure']} | {f['median']:,.2f} | {f['min']:,.2f} | {f['max']:,.2f} "
+            f"| {f['unit']} | {f['runs']} |"
+        )
     table = "\n".join(lines)
     (RESULTS / f"{name}.md").write_text(table + "\n")
     print(table)

@@ -35,7 +35,9 @@ err = Console(stderr=True)
 
 HomeOpt = Annotated[
     Path | None,
-    typer.Option("--home", help="Data directory (default: $TALLY_HOME or ./data).", show_default=False),
+    typer.Option(
+        "--home", help="Data directory (default: $TALLY_HOME or ./data).", show_default=False
+    ),
 ]
 
 
@@ -91,7 +93,9 @@ def _run(h: Home) -> bool:
     if plan.empty:
         out.print("everything is up to date")
         return True
-    ledger = f"ledger {plan.ledger_from}..{plan.ledger_to}" if plan.ledger_from else "no ledger days"
+    ledger = (
+        f"ledger {plan.ledger_from}..{plan.ledger_to}" if plan.ledger_from else "no ledger days"
+    )
     message = f"billing run: price {len(plan.price_days)} day(s), {ledger}, checks, publish"
     with err.status(message):
         ok, problems = materialize(plan)
@@ -104,7 +108,9 @@ def _run(h: Home) -> bool:
 
 @app.command()
 def ingest(
-    files: Annotated[list[Path], typer.Argument(help=".jsonl, .json or .parquet files of signals.")],
+    files: Annotated[
+        list[Path], typer.Argument(help=".jsonl, .json or .parquet files of signals.")
+    ],
     home: HomeOpt = None,
     workers: Annotated[int, typer.Option(help="Validation processes for large JSONL files.")] = 2,
 ) -> None:
@@ -127,14 +133,24 @@ def ingest(
         for location, reason in errors:
             err.print(f"{location}: {reason}", highlight=False, markup=False, soft_wrap=True)
 
-    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn()]
-    with _user_errors(), Progress(*columns, console=err, transient=True,
-                                  disable=not err.is_terminal) as progress:
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with (
+        _user_errors(),
+        Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress,
+    ):
         for f in files:
             task = progress.add_task(f.name, total=f.stat().st_size)
             report = ingest_file(
-                lake, f, on_errors=show_errors, pool=pool,
+                lake,
+                f,
+                on_errors=show_errors,
+                pool=pool,
                 progress=lambda done, task=task: progress.update(task, completed=done),
             )
             progress.update(task, completed=f.stat().st_size)
@@ -148,8 +164,10 @@ def ingest(
         highlight=False,
     )
     if total.failed:
-        err.print(f"{total.failed:,} signal(s) rejected; kept with reasons in {h.lake / 'rejects'}",
-                  highlight=False)
+        err.print(
+            f"{total.failed:,} signal(s) rejected; kept with reasons in {h.lake / 'rejects'}",
+            highlight=False,
+        )
         raise typer.Exit(1)
 
 
@@ -163,8 +181,13 @@ def run(home: HomeOpt = None) -> None:
 Format = Annotated[str, typer.Option("--format", help="table, csv or json.")]
 
 
-def _print_rows(columns: list[str], rows: list[tuple], fmt: str, title: str | None = None,
-                missing: str = "(none)") -> None:
+def _print_rows(
+    columns: list[str],
+    rows: list[tuple],
+    fmt: str,
+    title: str | None = None,
+    missing: str = "(none)",
+) -> None:
     """Rows as a Rich table, CSV or JSON; decimals are exact strings in CSV and JSON."""
     import csv
 
@@ -195,7 +218,10 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str, title: str | No
 def balances(
     home: HomeOpt = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer (external id).")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Day (YYYY-MM-DD); default: the last processed day.")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Day (YYYY-MM-DD); default: the last processed day."),
+    ] = None,
     fmt: Format = "table",
 ) -> None:
     """Balances per customer, pool and seat at the end of a day, from the warehouse."""
@@ -227,9 +253,20 @@ def balances(
 
 @app.command()
 def breakdown(
-    by: Annotated[list[str], typer.Option("--by", help="A data path ($.team, a.b, $[\"a.b\"]) or customer, product, event, user, seat, day, week, month. Repeatable.")],
+    by: Annotated[
+        list[str],
+        typer.Option(
+            "--by",
+            help=(
+                'A data path ($.team, a.b, $["a.b"]) or customer, product, event, user, '
+                'seat, day, week, month. Repeatable.'
+            ),
+        ),
+    ],
     home: HomeOpt = None,
-    from_day: Annotated[str | None, typer.Option("--from", help="First day (inclusive), on timestamp.")] = None,
+    from_day: Annotated[
+        str | None, typer.Option("--from", help="First day (inclusive), on timestamp.")
+    ] = None,
     to_day: Annotated[str | None, typer.Option("--to", help="Last day (exclusive).")] = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
     product: Annotated[str | None, typer.Option(help="Only this product.")] = None,
@@ -244,8 +281,15 @@ def breakdown(
 
     h = _home(home)
     try:
-        result = run_breakdown(h.warehouse, by, from_day=from_day, to_day=to_day,
-                               customer=customer, product=product, event=event)
+        result = run_breakdown(
+            h.warehouse,
+            by,
+            from_day=from_day,
+            to_day=to_day,
+            customer=customer,
+            product=product,
+            event=event,
+        )
     except AnalyticsError as exc:
         raise fail(str(exc)) from None
     decode = msgspec.json.Decoder(float_hook=Decimal).decode
@@ -260,11 +304,15 @@ def breakdown(
                     value = msgspec.json.encode(value).decode()
             row.append(value)
         quantity = record["quantity"]
-        row += [record["signals"], None if quantity is None else quantity.normalize(),
-                record["credits"]]
+        row += [
+            record["signals"],
+            None if quantity is None else quantity.normalize(),
+            record["credits"],
+        ]
         rows.append(tuple(row))
-    _print_rows([*result.keys, "signals", "quantity", "credits"], rows, fmt,
-                title=None, missing="(missing)")
+    _print_rows(
+        [*result.keys, "signals", "quantity", "credits"], rows, fmt, title=None, missing="(missing)"
+    )
 
 
 @app.command()
@@ -282,8 +330,12 @@ def keys(
     except AnalyticsError as exc:
         raise fail(str(exc)) from None
     columns = ["event_name", "path", "json_type", "signals", "first_seen", "last_seen"]
-    _print_rows(columns, [tuple(r[c] for c in columns) for r in report.rows], fmt,
-                title="Keys in signal data")
+    _print_rows(
+        columns,
+        [tuple(r[c] for c in columns) for r in report.rows],
+        fmt,
+        title="Keys in signal data",
+    )
     for warning in report.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
@@ -298,8 +350,18 @@ def ui(
     import subprocess
 
     _home(home)
-    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
-           "-h", host, "-p", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-m",
+        "pipelines.definitions",
+        "-h",
+        host,
+        "-p",
+        str(port),
+    ]
     out.print(f"Dagster UI on http://{host}:{port} (Ctrl-C to stop)")
     raise typer.Exit(subprocess.call(cmd, cwd=REPO))
 
@@ -323,11 +385,21 @@ def synth(
         raise fail(f"--start {start!r} is not a date (YYYY-MM-DD)") from None
     with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task("synth", total=signals)
-        result = run_synth(out_dir, signals=signals, days=days, customers=customers, seed=seed,
-                           start=first, dirt=dirt,
-                           progress=lambda n: progress.update(task, completed=n))
-    out.print(f"wrote {result.signals:,} signals in {len(result.signal_files)} files under "
-              f"{out_dir / 'signals'} and the config in {result.config_dir}", highlight=False)
+        result = run_synth(
+            out_dir,
+            signals=signals,
+            days=days,
+            customers=customers,
+            seed=seed,
+            start=first,
+            dirt=dirt,
+            progress=lambda n: progress.update(task, completed=n),
+        )
+    out.print(
+        f"wrote {result.signals:,} signals in {len(result.signal_files)} files under "
+        f"{out_dir / 'signals'} and the config in {result.config_dir}",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -360,14 +432,17 @@ def demo(home: HomeOpt = None) -> None:
             examples += r.errors[:1]
         out.print(f"   ingested {totals[0]:,}  duplicates {totals[1]:,}  failed {totals[2]:,}")
         for location, reason in examples[:3]:
-            out.print(f"   e.g. rejected {Path(location).name}: {reason}", highlight=False,
-                      markup=False)
+            out.print(
+                f"   e.g. rejected {Path(location).name}: {reason}", highlight=False, markup=False
+            )
     out.print("[bold]3. run[/] the batch billing run (Dagster: pricing, ledger, checks, warehouse)")
     if not _run(h):
         raise typer.Exit(1)
     con = duckdb.connect(str(h.warehouse), read_only=True)
-    rel = con.sql("SELECT status, count(*) AS signals, sum(credits) AS credits FROM fact_signal "
-                  "GROUP BY 1 ORDER BY 2 DESC")
+    rel = con.sql(
+        "SELECT status, count(*) AS signals, sum(credits) AS credits FROM fact_signal "
+        "GROUP BY 1 ORDER BY 2 DESC"
+    )
     _print_rows([d[0] for d in rel.description], rel.fetchall(), "table", "Signals by status")
     day = con.execute("SELECT max(date)::VARCHAR FROM balance_snapshot").fetchall()[0][0]
     rel = con.sql(
@@ -375,10 +450,16 @@ def demo(home: HomeOpt = None) -> None:
         "FROM balance_snapshot WHERE date = (SELECT max(date) FROM balance_snapshot) "
         "AND recipient_type = 'organization' ORDER BY 1, 2"
     )
-    _print_rows([d[0] for d in rel.description], rel.fetchall(), "table",
-                f"Organization pools at the end of {day} (seats: tally balances)")
-    out.print(f"Next: [bold]./dev.sh tally balances[/], [bold]./dev.sh tally ui[/], or "
-              f"duckdb -readonly {h.warehouse}")
+    _print_rows(
+        [d[0] for d in rel.description],
+        rel.fetchall(),
+        "table",
+        f"Organization pools at the end of {day} (seats: tally balances)",
+    )
+    out.print(
+        f"Next: [bold]./dev.sh tally balances[/], [bold]./dev.sh tally ui[/], or "
+        f"duckdb -readonly {h.warehouse}"
+    )
 
 
 def main() -> None:
@@ -390,8 +471,11 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - one line for people; TALLY_DEBUG=1 for the traceback
         if os.environ.get("TALLY_DEBUG"):
             raise
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} (TALLY_DEBUG=1 shows details)",
-                  highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold red]error:[/] {type(exc).__name__}: {exc} (TALLY_DEBUG=1 shows details)",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
 
 

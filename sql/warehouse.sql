@@ -69,3 +69,22 @@ FROM fact_signal
 WHERE timestamp >= CAST(from_ts AS TIMESTAMPTZ) AND timestamp < CAST(to_ts AS TIMESTAMPTZ)
 GROUP BY ALL
 ORDER BY credits DESC;
+
+-- Credits by two data keys over [from_ts, to_ts), e.g. team by model:
+-- `SELECT * FROM credits_by_keys('/team', '/model', '2026-11-01', '2026-12-01')`.
+CREATE MACRO credits_by_keys(pointer_a, pointer_b, from_ts, to_ts) AS TABLE
+SELECT json_extract_string(data, pointer_a) AS key_a,
+       json_extract_string(data, pointer_b) AS key_b,
+       count(*) AS signals,
+       sum(quantity) AS quantity,
+       sum(credits) AS credits
+FROM fact_signal
+WHERE timestamp >= CAST(from_ts AS TIMESTAMPTZ) AND timestamp < CAST(to_ts AS TIMESTAMPTZ)
+GROUP BY ALL
+ORDER BY credits DESC;
+
+-- Examples (run them in `duckdb -readonly data/warehouse.duckdb`):
+--   SELECT * FROM balances_as_of('2026-11-14') WHERE overage > 0;
+--   SELECT event_name, status, count(*), sum(credits) FROM fact_signal GROUP BY ALL;
+--   SELECT date, closing_balance FROM balance_snapshot WHERE recipient_id = 'cus_acme' ORDER BY 1;
+--   SELECT data->>'$.model' AS model, sum(credits) FROM fact_signal GROUP BY 1;

@@ -18,10 +18,18 @@ def tally(*args: str, home: Path, check: bool = True) -> subprocess.CompletedPro
     env = {**os.environ, "TALLY_HOME": str(home), "COLUMNS": "200"}
     env.pop("DAGSTER_HOME", None)
     env.pop("TALLY_DAGSTER_STORAGE", None)
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, text=True,
-                          capture_output=True, cwd=home.parent, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        cwd=home.parent,
+        timeout=600,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"tally {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"tally {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -38,11 +46,18 @@ def test_demo_publishes_a_checked_warehouse(demo_home):
     con = duckdb.connect(str(demo_home / "warehouse.duckdb"), read_only=True)
     statuses = dict(con.execute("SELECT status, count(*) FROM fact_signal GROUP BY 1").fetchall())
     assert sum(statuses.values()) == 19_892
-    assert set(statuses) == {"priced", "unpriced", "unattributed", "unknown_product",
-                             "unknown_customer", "invalid_quantity"}
+    assert set(statuses) == {
+        "priced",
+        "unpriced",
+        "unattributed",
+        "unknown_product",
+        "unknown_customer",
+        "invalid_quantity",
+    }
     grants, spends = con.execute(
         "SELECT sum(amount) FILTER (type = 'grant'), -sum(amount) FILTER (type = 'spend') "
-        "FROM fact_credit_transaction").fetchall()[0]
+        "FROM fact_credit_transaction"
+    ).fetchall()[0]
     total = con.execute("SELECT sum(credits) FROM fact_signal").fetchall()[0][0]
     assert spends == total and grants > 0
     # Conservation as finance reads it: every day closes as it opened plus the day's movements.
@@ -53,7 +68,8 @@ def test_demo_publishes_a_checked_warehouse(demo_home):
     assert broken == 0
     # The byte-exact data example survived landing, pricing and publishing.
     exact = con.execute(
-        "SELECT data FROM fact_signal WHERE idempotency_key = 'evt_special_7'").fetchall()[0][0]
+        "SELECT data FROM fact_signal WHERE idempotency_key = 'evt_special_7'"
+    ).fetchall()[0][0]
     assert exact == '{"n":12345678901234567890,"x":0.1,"Team":"a","team":"b","u":"é"}'
 
 
@@ -62,8 +78,9 @@ def test_run_twice_does_nothing_the_second_time(demo_home):
 
 
 def test_balances_formats(demo_home):
-    rows = json.loads(tally("balances", "--customer", "cus_acme", "--format", "json",
-                            home=demo_home).stdout)
+    rows = json.loads(
+        tally("balances", "--customer", "cus_acme", "--format", "json", home=demo_home).stdout
+    )
     assert rows and all(r["customer_id"] == "cus_acme" for r in rows)
     assert all(len(r["closing_balance"].split(".")[1]) == 6 for r in rows)
     csv_out = tally("balances", "--as-of", "2026-11-05", "--format", "csv", home=demo_home).stdout
@@ -78,8 +95,12 @@ def test_balances_formats(demo_home):
 def test_ingest_reports_and_exit_codes(tmp_path):
     home = tmp_path / "data"
     good = tmp_path / "good.jsonl"
-    good.write_text(json.dumps({"eventName": "e", "customer": {"externalCustomerId": "c"},
-                                "idempotencyKey": "k"}) + "\n")
+    good.write_text(
+        json.dumps(
+            {"eventName": "e", "customer": {"externalCustomerId": "c"}, "idempotencyKey": "k"}
+        )
+        + "\n"
+    )
     proc = tally("ingest", str(good), home=home)
     assert proc.stdout.strip() == "ingested 1  duplicates 0  failed 0"
     bad = tmp_path / "bad.jsonl"

@@ -73,7 +73,9 @@ def _run_until_killed(root: Path, start: int, acks_wanted: int) -> list[int]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(root), str(start), str(Path(__file__).parent)],
-        stdout=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     acked = []
     assert writer.stdout is not None
@@ -91,8 +93,9 @@ def test_kill_9_mid_batch_loses_nothing_acknowledged(tmp_path):
     root = tmp_path / "lake"
     Lake(root)  # create the catalog before the reader starts
     stop = tmp_path / "stop"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(root), str(stop)],
-                              stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(root), str(stop)], stdout=subprocess.PIPE, text=True
+    )
     acked: list[int] = []
     start = 0
     for round_ in range(3):

@@ -12,7 +12,10 @@ def test_definitions_load(home, monkeypatch):
     d = defs()
     job = d.resolve_job_def("billing_run")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} >= {
-        "fact_signal", "balance_snapshot", "warehouse"}
+        "fact_signal",
+        "balance_snapshot",
+        "warehouse",
+    }
     assert d.resolve_schedule_def("daily_billing").cron_schedule == "15 0 * * *"
     assert d.resolve_sensor_def("new_signals") is not None
     checks = {k.name for k in d.resolve_asset_graph().asset_check_keys}

@@ -32,8 +32,10 @@ def price(home, signals, cost="1"):
     (home.config_dir / "c.yaml").write_text(CONFIG.replace("COST", cost))
     raw = []
     for event, data in signals:
-        body = '{"eventName":"%s","customer":{"externalCustomerId":"c"},' \
-               '"attribution":{"externalProductId":"p"},"timestamp":"2026-11-02T00:00:00Z"' % event
+        body = (
+            f'{{"eventName":"{event}","customer":{{"externalCustomerId":"c"}},'
+            '"attribution":{"externalProductId":"p"},"timestamp":"2026-11-02T00:00:00Z"'
+        )
         raw.append((body + (',"data":' + data if data is not None else "") + "}").encode())
     ingest_signals(Lake(home.lake), raw)
     run_engine(home)
@@ -53,8 +55,10 @@ CASES = [
     (None, ("priced", Decimal(1), Decimal(1))),
     ('{"q": 1e3}', ("priced", Decimal(1000), Decimal(1000))),
     ('{"q": 0.0000001}', ("priced", Decimal("0.0000001"), Decimal("0"))),
-    ('{"q": 123456789.123456789}', ("priced", Decimal("123456789.123456789"),
-                                    Decimal("123456789.123457"))),
+    (
+        '{"q": 123456789.123456789}',
+        ("priced", Decimal("123456789.123456789"), Decimal("123456789.123457")),
+    ),
     ('{"q": 0.000000000001}', ("priced", Decimal("1E-12"), Decimal(0))),
     ('{"q": "1.500000000000000"}', ("priced", Decimal("1.5"), Decimal("1.5"))),
     ('{"q": 0.1234567890123}', ("invalid_quantity", None, Decimal(0))),
@@ -66,47 +70,60 @@ CASES = [
     ('{"q": {"v": 1}}', ("invalid_quantity", None, Decimal(0))),
     ('{"q": [1]}', ("invalid_quantity", None, Decimal(0))),
     ('{"q": 1e19}', ("invalid_quantity", None, Decimal(0))),
-    ('{"q": 999999999999999999}', ("priced", Decimal("999999999999999999"),
-                                   Decimal("999999999999999999"))),
+    (
+        '{"q": 999999999999999999}',
+        ("priced", Decimal("999999999999999999"), Decimal("999999999999999999")),
+    ),
     ('{"q": 1000000000000000000}', ("invalid_quantity", None, Decimal(0))),
 ]
 
 
 @pytest.mark.parametrize(("data", "expected"), CASES)
 def test_quantity_rules(home, data, expected):
-    (status, quantity, credits), = price(home, [("q", data)])
+    ((status, quantity, credits),) = price(home, [("q", data)])
     assert status == expected[0]
     assert credits == expected[2]
     if expected[1] is not None:
         assert quantity == expected[1]
 
 
-@pytest.mark.parametrize(("cost", "q", "credits"), [
-    ("0.000001", "0.5", "0.000001"),   # 0.0000005 rounds half away from zero
-    ("0.000003", "0.5", "0.000002"),   # 0.0000015
-    ("0.000001", "0.49", "0"),
-    ("1.5", "0.333333", "0.5"),        # 0.4999995 -> 0.500000
-    ("2", "3", "6"),
-])
+@pytest.mark.parametrize(
+    ("cost", "q", "credits"),
+    [
+        ("0.000001", "0.5", "0.000001"),  # 0.0000005 rounds half away from zero
+        ("0.000003", "0.5", "0.000002"),  # 0.0000015
+        ("0.000001", "0.49", "0"),
+        ("1.5", "0.333333", "0.5"),  # 0.4999995 -> 0.500000
+        ("2", "3", "6"),
+    ],
+)
 def test_rounding_half_away_from_zero(home, cost, q, credits):
-    (status, _, got), = price(home, [("q", '{"q": "%s"}' % q)], cost=cost)
+    ((status, _, got),) = price(home, [("q", f'{{"q": "{q}"}}')], cost=cost)
     assert (status, got) == ("priced", Decimal(credits))
 
 
 def test_fixed_cost_ignores_data_and_paths_nest(home):
-    rows = price(home, [("fixed", '{"quantity": 5}'), ("nested", '{"a": {"b": 3}}'),
-                        ("dotted", '{"a.b": 4, "a": {"b": 100}}')])
+    rows = price(
+        home,
+        [
+            ("fixed", '{"quantity": 5}'),
+            ("nested", '{"a": {"b": 3}}'),
+            ("dotted", '{"a.b": 4, "a": {"b": 100}}'),
+        ],
+    )
     assert [r[2] for r in rows] == [Decimal("1.5"), Decimal(6), Decimal(8)]
 
 
 def test_overflowing_credits_are_invalid_not_a_crash(home):
-    (status, _, credits), = price(home, [("q", '{"q": 99999999999999999}')], cost="99999")
+    ((status, _, credits),) = price(home, [("q", '{"q": 99999999999999999}')], cost="99999")
     assert (status, credits) == ("invalid_quantity", Decimal(0))
 
 
 def test_exact_number_reads_the_raw_digits():
-    assert exact_number('{"a": {"b": [1, 0.12345678901234567891]}}', "/a/b/1") == \
-        "0.12345678901234567891"
+    assert (
+        exact_number('{"a": {"b": [1, 0.12345678901234567891]}}', "/a/b/1")
+        == "0.12345678901234567891"
+    )
     assert exact_number('{"a~b": {"c/d": 2.50}}', "/a~0b/c~1d") == "2.50"
     assert exact_number('{"a": "2.5"}', "/a") is None
     assert exact_number('{"a": true}', "/a") is None

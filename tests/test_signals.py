@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -39,7 +38,8 @@ def landed(lake: Lake) -> list[dict]:
     if not files:
         return []
     rel = duckdb.sql(
-        "select *, date::VARCHAR as date from read_parquet($files, hive_partitioning=true) order by seq",
+        "select *, date::VARCHAR as date from read_parquet($files, hive_partitioning=true) "
+        "order by seq",
         params={"files": files},
     )
     return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
@@ -117,14 +117,21 @@ def test_nulls_for_optional_fields_are_accepted(lake):
 
 def test_data_is_byte_exact_through_every_entry_point(lake, tmp_path):
     line = (
-        '{"eventName":"e","customer":{"externalCustomerId":"c"},"data":' + EXACT
+        '{"eventName":"e","customer":{"externalCustomerId":"c"},"data":'
+        + EXACT
         + ',"idempotencyKey":"jsonl"}'
     )
     (tmp_path / "a.jsonl").write_text(line + "\n", encoding="utf-8")
     (tmp_path / "b.json").write_text('{"signals": [' + line.replace("jsonl", "json") + "]}")
     pq.write_table(
-        pa.table({"eventName": ["e"], "externalCustomerId": ["c"], "data": [EXACT],
-                  "idempotencyKey": ["parquet"]}),
+        pa.table(
+            {
+                "eventName": ["e"],
+                "externalCustomerId": ["c"],
+                "data": [EXACT],
+                "idempotencyKey": ["parquet"],
+            }
+        ),
         tmp_path / "c.parquet",
     )
     for name in ("a.jsonl", "b.json", "c.parquet"):
@@ -180,12 +187,23 @@ def test_customer_and_product_id_forms(lake):
 
 
 def test_idempotency_first_received_wins_forever(lake):
-    first = ingest_signals(lake, [sig(idempotencyKey="k1", data={"v": 1}),
-                                  sig(idempotencyKey="k1", data={"v": 2}),
-                                  sig(idempotencyKey="k2")])
+    first = ingest_signals(
+        lake,
+        [
+            sig(idempotencyKey="k1", data={"v": 1}),
+            sig(idempotencyKey="k1", data={"v": 2}),
+            sig(idempotencyKey="k2"),
+        ],
+    )
     assert (first.ingested, first.duplicates) == (2, 1)
-    retry = ingest_signals(lake, [sig(idempotencyKey="k1", data={"v": 3}),
-                                  sig(idempotencyKey="k2"), sig(idempotencyKey="k3")])
+    retry = ingest_signals(
+        lake,
+        [
+            sig(idempotencyKey="k1", data={"v": 3}),
+            sig(idempotencyKey="k2"),
+            sig(idempotencyKey="k3"),
+        ],
+    )
     assert (retry.ingested, retry.duplicates) == (1, 2)
     rows = landed(lake)
     originals = [r for r in rows if not r["is_duplicate"]]
@@ -200,9 +218,16 @@ def test_idempotency_first_received_wins_forever(lake):
 
 def test_long_and_empty_idempotency_keys(lake):
     long_key = "é" * 256  # 512 UTF-8 bytes: stored by digest
-    report = ingest_signals(lake, [sig(idempotencyKey=long_key), sig(idempotencyKey=""),
-                                   sig(idempotencyKey=long_key[:-1] + "e"),
-                                   sig(idempotencyKey=long_key), sig(idempotencyKey="")])
+    report = ingest_signals(
+        lake,
+        [
+            sig(idempotencyKey=long_key),
+            sig(idempotencyKey=""),
+            sig(idempotencyKey=long_key[:-1] + "e"),
+            sig(idempotencyKey=long_key),
+            sig(idempotencyKey=""),
+        ],
+    )
     assert (report.ingested, report.duplicates) == (3, 2)
 
 
@@ -214,12 +239,22 @@ def test_idempotency_across_processes(home, tmp_path):
     f = tmp_path / "s.jsonl"
     f.write_text("".join(json.dumps(sig(idempotencyKey=f"k{i}")) + "\n" for i in range(50)))
     env = {**__import__("os").environ, "TALLY_HOME": str(home.root)}
-    procs = [subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ingest", str(f)], env=env,
-                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "ingest", str(f)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate()[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
     totals = sorted(outs)
-    assert totals == ["ingested 0  duplicates 50  failed 0\n", "ingested 50  duplicates 0  failed 0\n"]
+    assert totals == [
+        "ingested 0  duplicates 50  failed 0\n",
+        "ingested 50  duplicates 0  failed 0\n",
+    ]
 
 
 def test_jsonl_errors_name_file_and_line(lake, tmp_path):
@@ -250,8 +285,9 @@ def test_parquet_with_snake_case_columns(lake, tmp_path):
             "event_name": ["e", None],
             "external_customer_id": ["c", "c"],
             "external_product_id": ["p", None],
-            "timestamp": pa.array([datetime(2026, 11, 2, tzinfo=UTC)] * 2,
-                                  pa.timestamp("us", tz="UTC")),
+            "timestamp": pa.array(
+                [datetime(2026, 11, 2, tzinfo=UTC)] * 2, pa.timestamp("us", tz="UTC")
+            ),
             "idempotency_key": ["a", "b"],
         }
     )

@@ -31,7 +31,10 @@ def first_day() -> str:
     if (home.lake / "_catalog").exists():
         days += list(Lake(home.lake).partitions())
     try:
-        days += [g.starts_at.astimezone(UTC).date().isoformat() for g in load_config(home.config_dir).grants]
+        days += [
+            g.starts_at.astimezone(UTC).date().isoformat()
+            for g in load_config(home.config_dir).grants
+        ]
     except Exception:  # noqa: BLE001 - a broken config is reported by the run, not at load time
         pass
     return min(days, default=datetime.now(UTC).date().isoformat())

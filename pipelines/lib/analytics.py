@@ -43,8 +43,16 @@ BUILTIN = {
 }
 
 
-JSON_TYPES = {"UBIGINT": "integer", "BIGINT": "integer", "DOUBLE": "number", "VARCHAR": "string",
-              "BOOLEAN": "boolean", "OBJECT": "object", "ARRAY": "array", "NULL": "null"}
+JSON_TYPES = {
+    "UBIGINT": "integer",
+    "BIGINT": "integer",
+    "DOUBLE": "number",
+    "VARCHAR": "string",
+    "BOOLEAN": "boolean",
+    "OBJECT": "object",
+    "ARRAY": "array",
+    "NULL": "null",
+}
 
 
 class AnalyticsError(ValueError):
@@ -77,10 +85,17 @@ class Breakdown:
     json_keys: set[str]  # keys whose values are JSON text (data paths)
 
 
-def breakdown(warehouse: Path, by: list[str], *, from_day: str | date | None = None,
-              to_day: str | date | None = None, customer: str | None = None,
-              product: str | None = None, event: str | None = None,
-              force_signals: bool = False) -> Breakdown:
+def breakdown(
+    warehouse: Path,
+    by: list[str],
+    *,
+    from_day: str | date | None = None,
+    to_day: str | date | None = None,
+    customer: str | None = None,
+    product: str | None = None,
+    event: str | None = None,
+    force_signals: bool = False,
+) -> Breakdown:
     """Signals, quantity and credits by `by` (`from_day` inclusive, `to_day` exclusive).
 
     Keys that are all built-in dimensions or hot keys are answered from `signal_rollup`;
@@ -122,8 +137,11 @@ def breakdown(warehouse: Path, by: list[str], *, from_day: str | date | None = N
                 f"THEN json_extract(data, $k{n}) END AS {alias}"
             )
     params.update(
-        from_ts=_day(from_day, "--from"), to_ts=_day(to_day, "--to"), customer=customer,
-        product=product, event=event,
+        from_ts=_day(from_day, "--from"),
+        to_ts=_day(to_day, "--to"),
+        customer=customer,
+        product=product,
+        event=event,
     )
     name = "breakdown_rollup" if use_rollup else "breakdown"
     sql = load_sql(name).replace("{key_terms}", ",\n    ".join(terms))
@@ -170,6 +188,7 @@ def data_keys(warehouse: Path, event: str | None = None) -> KeyReport:
                 f"{path} ({', '.join(f'{e}: {n:,}' for e, n in sorted(events.items()))})"
                 for path, events in sorted(variants.items(), key=lambda kv: -sum(kv[1].values()))
             ]
-            warnings.append("keys differ only in spelling, which splits breakdowns: "
-                            + " vs ".join(parts))
+            warnings.append(
+                "keys differ only in spelling, which splits breakdowns: " + " vs ".join(parts)
+            )
     return KeyReport(rows=rows, warnings=warnings)

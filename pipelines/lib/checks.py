@@ -63,6 +63,9 @@ def idempotency(home: Home, days: list[str]) -> list[tuple]:
     for batch in charged:
         keys, seqs = batch.column(0).to_pylist(), batch.column(1).to_pylist()
         first = lake.first_copies(keys)
-        offenders += [(k, "charged copy is not the first received")
-                      for k, q in zip(keys, seqs, strict=True) if first.get(k) != q]
+        offenders += [
+            (k, "charged copy is not the first received")
+            for k, q in zip(keys, seqs, strict=True)
+            if first.get(k) != q
+        ]
     return offenders

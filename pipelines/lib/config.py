@@ -502,8 +502,17 @@ _READERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[_Entry, _F
     "seats": (("id",), ("id", "customer", "assignments"), _read_seat),
     "grants": (
         ("id",),
-        ("id", "customer", "seat", "currency", "amount", "starts_at", "expires_at", "priority",
-         "origin"),
+        (
+            "id",
+            "customer",
+            "seat",
+            "currency",
+            "amount",
+            "starts_at",
+            "expires_at",
+            "priority",
+            "origin",
+        ),
         _read_grant,
     ),
 }
@@ -750,14 +759,30 @@ def _tables(config: Config) -> dict[str, pa.Table]:
         ),
         "dim_pricing_rule": _table(
             {
-                "rule_id": _TEXT, "product_id": _TEXT, "event_name": _TEXT, "currency": _TEXT,
-                "credit_cost": _CREDITS, "quantity_path": _TEXT, "quantity_pointer": _TEXT,
-                "valid_from": _TIME, "valid_until": _TIME,
+                "rule_id": _TEXT,
+                "product_id": _TEXT,
+                "event_name": _TEXT,
+                "currency": _TEXT,
+                "credit_cost": _CREDITS,
+                "quantity_path": _TEXT,
+                "quantity_pointer": _TEXT,
+                "valid_from": _TIME,
+                "valid_until": _TIME,
             },
             [
-                (r.rule_id, r.product_id, r.event, r.currency, r.credit_cost, r.quantity_path,
-                 None if r.quantity_path is None else to_json_pointer(parse_path(r.quantity_path)),
-                 r.valid_from, r.valid_until)
+                (
+                    r.rule_id,
+                    r.product_id,
+                    r.event,
+                    r.currency,
+                    r.credit_cost,
+                    r.quantity_path,
+                    None
+                    if r.quantity_path is None
+                    else to_json_pointer(parse_path(r.quantity_path)),
+                    r.valid_from,
+                    r.valid_until,
+                )
                 for r in rules
             ],
         ),
@@ -769,20 +794,43 @@ def _tables(config: Config) -> dict[str, pa.Table]:
             {"seat_id": _TEXT, "customer_id": _TEXT}, [(s.id, s.customer_id) for s in config.seats]
         ),
         "dim_seat_assignment": _table(
-            {"seat_id": _TEXT, "customer_id": _TEXT, "user_id": _TEXT, "valid_from": _TIME,
-             "valid_until": _TIME},
+            {
+                "seat_id": _TEXT,
+                "customer_id": _TEXT,
+                "user_id": _TEXT,
+                "valid_from": _TIME,
+                "valid_until": _TIME,
+            },
             [(a.seat_id, c, a.user_id, a.valid_from, a.valid_until) for a, c in assignments],
         ),
         "dim_credit_grant": _table(
             {
-                "grant_id": _TEXT, "customer_id": _TEXT, "seat_id": _TEXT, "recipient_type": _TEXT,
-                "recipient_id": _TEXT, "currency": _TEXT, "amount": _CREDITS, "starts_at": _TIME,
-                "expires_at": _TIME, "priority": pa.int32(), "origin": _TEXT,
+                "grant_id": _TEXT,
+                "customer_id": _TEXT,
+                "seat_id": _TEXT,
+                "recipient_type": _TEXT,
+                "recipient_id": _TEXT,
+                "currency": _TEXT,
+                "amount": _CREDITS,
+                "starts_at": _TIME,
+                "expires_at": _TIME,
+                "priority": pa.int32(),
+                "origin": _TEXT,
             },
             [
-                (g.id, g.customer_id, g.seat_id, "organization" if g.seat_id is None else "seat",
-                 g.seat_id or g.customer_id, g.currency, g.amount, g.starts_at, g.expires_at,
-                 g.priority, g.origin)
+                (
+                    g.id,
+                    g.customer_id,
+                    g.seat_id,
+                    "organization" if g.seat_id is None else "seat",
+                    g.seat_id or g.customer_id,
+                    g.currency,
+                    g.amount,
+                    g.starts_at,
+                    g.expires_at,
+                    g.priority,
+                    g.origin,
+                )
                 for g in config.grants
             ],
         ),

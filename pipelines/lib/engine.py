@@ -48,7 +48,7 @@ def _day(t: datetime | None) -> date | None:
 class _Entity:
     fingerprint: str
     first: str | None  # first day the entity can affect (None: unbounded)
-    last: str | None   # last day (None: unbounded)
+    last: str | None  # last day (None: unbounded)
 
 
 def _span(start: datetime | None, end: datetime | None) -> tuple[str | None, str | None]:
@@ -71,7 +71,9 @@ def pricing_inputs(config: Config) -> tuple[str, dict[str, _Entity]]:
     entities: dict[str, _Entity] = {}
     for p in config.products:
         for r in p.pricing:
-            entities[f"rule:{r.rule_id}"] = _Entity(_fp(asdict(r)), *_span(r.valid_from, r.valid_until))
+            entities[f"rule:{r.rule_id}"] = _Entity(
+                _fp(asdict(r)), *_span(r.valid_from, r.valid_until)
+            )
     for s in config.seats:
         for a in s.assignments:
             key = f"assignment:{a.seat_id}:{a.user_id}:{a.valid_from}"
@@ -180,7 +182,8 @@ def make_plan(home: Home, config: Config, lake: Lake, until: date | None = None)
     everything = pricing_global != state.pricing_global
     _, spans = _changed_days(state.pricing_entities, pricing_entities)
     price_days = sorted(
-        d for d, version in parts.items()
+        d
+        for d, version in parts.items()
         if everything
         or state.priced.get(d, [None])[0] != version
         or any(_overlaps(d, s) for s in spans)
@@ -209,8 +212,9 @@ class RunResult:
     ledger: LedgerDays | None = None
 
 
-def price(home: Home, config: Config, days: list[str],
-          progress: Callable[[str], None] | None = None) -> list[PricedDay]:
+def price(
+    home: Home, config: Config, days: list[str], progress: Callable[[str], None] | None = None
+) -> list[PricedDay]:
     """Price `days` and record what they were priced from."""
     lake = Lake(home.lake)
     state = State.load(home.engine_dir / "state.json")
@@ -232,18 +236,24 @@ def price(home: Home, config: Config, days: list[str],
 
 
 def ledger(home: Home, config: Config, first: str, last: str, ledger_first: str) -> LedgerDays:
-    """Run the ledger over `first..last` (from the checkpoint of the day before, when there is one)."""
+    """Run the ledger over `first..last` (from the previous day's checkpoint, if any)."""
     con = connect()
     prepare(con, config)
     result = run_ledger(
-        con, home.engine_dir, config, date.fromisoformat(first), date.fromisoformat(last),
+        con,
+        home.engine_dir,
+        config,
+        date.fromisoformat(first),
+        date.fromisoformat(last),
         checkpoint=first > ledger_first,
     )
     state = State.load(home.engine_dir / "state.json")
     state.ledger_first = ledger_first
     state.ledger_seen = {d: gen for d, (_, gen) in state.priced.items()}
     state.ledger_last = last
-    state.ledger_grants = {k: [e.fingerprint, e.first, e.last] for k, e in ledger_inputs(config).items()}
+    state.ledger_grants = {
+        k: [e.fingerprint, e.first, e.last] for k, e in ledger_inputs(config).items()
+    }
     state.save(home.engine_dir / "state.json")
     return result
 

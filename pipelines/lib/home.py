@@ -1,4 +1,7 @@
-"""Where a Tally installation keeps its files (PRODUCT.md §1: `--home DIR`, env `TALLY_HOME`, default `./data`)."""
+"""Where a Tally installation keeps its files.
+
+PRODUCT.md §1: `--home DIR`, env `TALLY_HOME`, default `./data`.
+"""
 
 from __future__ import annotations
 

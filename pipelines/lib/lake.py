@@ -1,24 +1,25 @@
-"""The signal lake: durable, atomic, hive-partitioned Parquet plus the catalog that says what is in it.
+"""The signal lake: durable, atomic, hive-partitioned Parquet, and the catalog of what is in it.
 
 Layout under `<home>/lake/`:
 
     signals/date=YYYY-MM-DD/part-<batch>.parquet   accepted signals (duplicates included, flagged)
-    rejects/date=YYYY-MM-DD/part-<batch>.parquet   rejected signals, whole and as received, with the reason
+    rejects/date=YYYY-MM-DD/part-<batch>.parquet   rejected signals, as received, with reasons
     _catalog/                                      LMDB environment: the source of truth
 
 The catalog (one LMDB environment, so every change is one atomic, fsync'd transaction) holds:
 - `files`: every live Parquet file, with its partition, rows and sequence range;
 - `idem`: every idempotency key ever accepted -> the landing sequence number of its first copy
   (decimal text);
-- `parts`: per signal partition, its `version` (the last batch that changed it) for change detection;
+- `parts`: per signal partition, its `version` (the last batch that changed it);
 - `meta`: counters (next sequence number, next batch number, last `received_at`).
 
 Landing one batch (under an exclusive writer lock shared by every process):
 1. record an *intent* naming the files about to be written (committed);
 2. write each file as `*.tmp`, fsync, rename to its final name, fsync the directories;
 3. commit the catalog: files, idempotency keys, counters, and clear the intent.
-A signal is acknowledged only after step 3. A crash before it leaves no catalog entry; the next writer
-finds the intent and deletes the orphans, so the client's retry lands the batch cleanly. Readers list
+A signal is acknowledged only after step 3. A crash before it leaves no catalog entry; the next
+writer finds the intent and deletes the orphans, so the client's retry lands the batch cleanly.
+Readers list
 files from the catalog (`Lake.files`), never by globbing, and never see a partial file: files only
 appear under their final name once complete and fsync'd.
 
@@ -147,8 +148,6 @@ def _packed_keys(keys: pl.Expr) -> pl.Expr:
     )
 
 
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -158,15 +157,28 @@ def _fsync_dir(path: Path) -> None:
 
 
 _LOW_CARDINALITY = {
-    "event_name", "customer_id", "external_customer_id", "product_id", "external_product_id",
-    "source", "status", "currency", "recipient_type", "recipient_id", "rule_id", "user_id", "type",
-    "grant_id", "date", "reason",
+    "event_name",
+    "customer_id",
+    "external_customer_id",
+    "product_id",
+    "external_product_id",
+    "source",
+    "status",
+    "currency",
+    "recipient_type",
+    "recipient_id",
+    "rule_id",
+    "user_id",
+    "type",
+    "grant_id",
+    "date",
+    "reason",
 }
 _STATISTICS = {"seq", "timestamp", "received_at", "date", "occurred_at"}
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write `table` to `path` so that the file appears complete or not at all (caller fsyncs the dir)."""
+    """Write `table` to `path`: the file appears complete or not at all (caller fsyncs the dir)."""
     tmp = temp_path(path)
     with open(tmp, "wb") as fh:
         pq.write_table(
@@ -260,12 +272,14 @@ class Lake:
         txn.put(name.encode(), _I64.pack(value), db=self._db["meta"])
 
     # ----------------------------------------------------------------------------- landing
-    def land(self, incoming: pa.Table, rejects: pa.Table | None = None, source: str = "") -> LandResult:
-        """Land validated signals (`INCOMING_COLUMNS`) and rejects (`location, reason, raw`) atomically.
+    def land(
+        self, incoming: pa.Table, rejects: pa.Table | None = None, source: str = ""
+    ) -> LandResult:
+        """Land validated signals (`INCOMING_COLUMNS`) and rejects (`location, reason, raw`).
 
-        Assigns `seq`, `signal_id` and `received_at`, defaults `timestamp` to `received_at`, and flags
-        every signal whose idempotency key was seen before (in history or earlier in this batch) as a
-        duplicate of the first copy. Returns only after everything is durable.
+        Assigns `seq`, `signal_id` and `received_at`, defaults `timestamp` to `received_at`, and
+        flags every signal whose idempotency key was seen before (in history or earlier in this
+        batch) as a duplicate of the first copy. Returns only after everything is durable.
         """
         n_rejects = 0 if rejects is None else rejects.num_rows
         if incoming.num_rows == 0 and n_rejects == 0:
@@ -324,7 +338,7 @@ class Lake:
         return pa.table(columns, schema=SIGNAL_SCHEMA)
 
     def _flag_duplicates(self, table: pa.Table) -> tuple[pa.Table, list[tuple[bytes, bytes]]]:
-        """First received wins, forever: flag later copies; return the first copies' keys to index."""
+        """First received wins, forever: flag later copies; return the new keys to index."""
         keyed = pl.from_arrow(table.select(["seq", "idempotency_key"])).with_columns(
             packed=_packed_keys(pl.col("idempotency_key"))
         )
@@ -334,8 +348,9 @@ class Lake:
         packed = first["packed"].to_list()
         with self._env.begin(db=self._db["idem"]) as txn:
             history = {k: int(v) for k, v in txn.cursor().getmulti(packed)}
-        new_keys = list(zip(packed, first["seq"].cast(pl.String).cast(pl.Binary).to_list(),
-                            strict=True))
+        new_keys = list(
+            zip(packed, first["seq"].cast(pl.String).cast(pl.Binary).to_list(), strict=True)
+        )
         # Duplicates are rare: find them with vectorized masks, then resolve the few in Python.
         dup_mask = keyed.select(
             pl.col("packed").is_not_null()
@@ -344,7 +359,8 @@ class Lake:
         n = table.num_rows
         if not dup_mask.any():
             return table.set_column(
-                table.schema.get_field_index("is_duplicate"), "is_duplicate",
+                table.schema.get_field_index("is_duplicate"),
+                "is_duplicate",
                 pa.array(np.zeros(n, dtype=bool)),
             ), new_keys
         in_batch = dict(zip(packed, first["seq"].to_list(), strict=True))
@@ -354,8 +370,12 @@ class Lake:
             dup_of[row] = history.get(key, in_batch[key])
         dup_arr = pa.array(dup_of, pa.int64())
         is_dup = dup_arr.is_valid()
-        ids = pc.if_else(is_dup, _signal_ids(pc.fill_null(dup_arr, 0)), pa.scalar(None, pa.string()))
-        table = table.set_column(table.schema.get_field_index("is_duplicate"), "is_duplicate", is_dup)
+        ids = pc.if_else(
+            is_dup, _signal_ids(pc.fill_null(dup_arr, 0)), pa.scalar(None, pa.string())
+        )
+        table = table.set_column(
+            table.schema.get_field_index("is_duplicate"), "is_duplicate", is_dup
+        )
         table = table.set_column(table.schema.get_field_index("duplicate_of"), "duplicate_of", ids)
         return table, new_keys
 
@@ -421,7 +441,9 @@ class Lake:
 
     def _add_file(self, txn: lmdb.Transaction, lf: LakeFile) -> None:
         rel = lf.path.relative_to(self.root).as_posix()
-        record = {k: getattr(lf, k) for k in ("kind", "date", "rows", "min_seq", "max_seq", "batch")}
+        record = {
+            k: getattr(lf, k) for k in ("kind", "date", "rows", "min_seq", "max_seq", "batch")
+        }
         txn.put(rel.encode(), json.dumps(record).encode(), db=self._db["files"])
         if lf.kind == SIGNALS:
             key = lf.date.encode()

@@ -144,8 +144,12 @@ def _path(engine_dir: Path, output: str, day: str) -> Path:
     return engine_dir / output / f"date={day}" / "data.parquet"
 
 
-def _load_checkpoint(engine_dir: Path, day: date, grants: dict[str, _GrantState],
-                     recipients: dict[Recipient, _RecipientState]) -> None:
+def _load_checkpoint(
+    engine_dir: Path,
+    day: date,
+    grants: dict[str, _GrantState],
+    recipients: dict[Recipient, _RecipientState],
+) -> None:
     """Restore the state at the end of `day` from its balance_snapshot and grant_balance."""
     iso = day.isoformat()
     balances = pq.read_table(_path(engine_dir, "balance_snapshot", iso))
@@ -157,7 +161,7 @@ def _load_checkpoint(engine_dir: Path, day: date, grants: dict[str, _GrantState]
     for row in pq.read_table(_path(engine_dir, "grant_balance", iso)).to_pylist():
         state = grants.get(row["grant_id"])
         if state is None:
-            continue  # a grant removed from the configuration: the planner recomputes from its start
+            continue  # removed from the configuration: the planner reruns from its start
         state.used, state.expired = micros(row["used"]), micros(row["expired"])
         recipient = recipients.setdefault(recipient_of(state.grant), _RecipientState())
         recipient.started.append(state)
@@ -167,16 +171,27 @@ def _load_checkpoint(engine_dir: Path, day: date, grants: dict[str, _GrantState]
         recipient.grants.sort(key=lambda s: burn_key(s.grant))
 
 
-def run_ledger(con: duckdb.DuckDBPyConnection, engine_dir: Path, config: Config, first: date,
-               last: date, *, checkpoint: bool) -> LedgerDays:
+def run_ledger(
+    con: duckdb.DuckDBPyConnection,
+    engine_dir: Path,
+    config: Config,
+    first: date,
+    last: date,
+    *,
+    checkpoint: bool,
+) -> LedgerDays:
     """Recompute days `first..last`, from the checkpoint of the day before when `checkpoint`.
 
     The caller guarantees that nothing before `first` changed since that checkpoint was written.
     Expects `dim_credit_grant` registered on `con` (see pricing.prepare).
     """
     grants = {
-        g.id: _GrantState(g, micros(g.amount), _us(g.starts_at),
-                          None if g.expires_at is None else _us(g.expires_at))
+        g.id: _GrantState(
+            g,
+            micros(g.amount),
+            _us(g.starts_at),
+            None if g.expires_at is None else _us(g.expires_at),
+        )
         for g in config.grants
     }
     recipients: dict[Recipient, _RecipientState] = {}
@@ -232,16 +247,26 @@ def _grant_events(grants, start_us: int, end_us: int) -> dict[Recipient, list[tu
 
 def _spend_events(con: duckdb.DuckDBPyConnection, engine_dir: Path, days: list[date]):
     """(recipient, spend event) per ledger segment of the days' priced signals."""
-    files = [str(p) for d in days if (p := _path(engine_dir, "fact_signal", d.isoformat())).exists()]
+    files = [
+        str(p) for d in days if (p := _path(engine_dir, "fact_signal", d.isoformat())).exists()
+    ]
     if not files:
         return
     con.read_parquet(files).create_view("fact", replace=True)
-    for cust, rtype, rid, cur, seg_start, spent, _n in con.sql(load_sql("ledger_segment")).fetchall():
+    for cust, rtype, rid, cur, seg_start, spent, _n in con.sql(
+        load_sql("ledger_segment")
+    ).fetchall():
         yield (cust, rtype, rid, cur), (_us(seg_start), 2, (), "spend", micros(spent))
 
 
-def _burn(key: Recipient, state: _RecipientState, timeline: list[tuple], days: list[date],
-          start_us: int, out: dict[str, dict[str, list[tuple]]]) -> None:
+def _burn(
+    key: Recipient,
+    state: _RecipientState,
+    timeline: list[tuple],
+    days: list[date],
+    start_us: int,
+    out: dict[str, dict[str, list[tuple]]],
+) -> None:
     """Apply one recipient's events day by day and emit its rows (the event-by-event semantics)."""
     i = 0
     for d_index, day in enumerate(days):
@@ -267,7 +292,9 @@ def _burn(key: Recipient, state: _RecipientState, timeline: list[tuple], days: l
                 state.grants.append(payload)
                 state.grants.sort(key=lambda s: burn_key(s.grant))
                 state.started.append(payload)
-                out["credit_event"][iso].append(("grant", *key, payload.amount, t, payload.grant.id))
+                out["credit_event"][iso].append(
+                    ("grant", *key, payload.amount, t, payload.grant.id)
+                )
             else:
                 spent += payload
                 left = payload

@@ -1,4 +1,4 @@
-"""Pricing: one day's landed signals -> priced signals (`fact_signal` rows), in DuckDB (PRODUCT.md §4).
+"""Pricing: one day's landed signals -> priced `fact_signal` rows, in DuckDB (PRODUCT.md §4).
 
 The SQL lives in `sql/priced_signal.sql`. This module prepares its inputs (the day's lake files,
 the configuration's dimension tables, the list of JSON pointers to extract) and writes the result
@@ -103,9 +103,7 @@ def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> Prepared:
         if p not in pointers:
             pointers.append(p)
     index = {p: i + 1 for i, p in enumerate(pointers)}
-    path_index = pa.array(
-        [index.get(p) for p in rules["quantity_pointer"].to_pylist()], pa.int32()
-    )
+    path_index = pa.array([index.get(p) for p in rules["quantity_pointer"].to_pylist()], pa.int32())
     con.register("rule", rules.append_column("path_index", path_index))
     for name, fn in (("tally_exact_number", exact_number), ("tally_exact_product", exact_product)):
         try:
@@ -122,7 +120,7 @@ def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> Prepared:
 
 
 def empty_fact_signal(config: Config) -> pa.Table:
-    """A fact_signal table with no rows and the exact schema pricing produces (hot keys included)."""
+    """A fact_signal table with no rows and the schema pricing produces (hot keys included)."""
     import duckdb as _duckdb
 
     from pipelines.lib.lake import SIGNAL_SCHEMA
@@ -145,8 +143,9 @@ def empty_rollup(config: Config) -> pa.Table:
     return con.sql(sql).to_arrow_table()
 
 
-def price_day(con: duckdb.DuckDBPyConnection, lake: Lake, engine_dir: Path, day: str,
-              prepared: Prepared) -> PricedDay:
+def price_day(
+    con: duckdb.DuckDBPyConnection, lake: Lake, engine_dir: Path, day: str, prepared: Prepared
+) -> PricedDay:
     """Price every landed signal of `day` and replace that day's `fact_signal` partition."""
     files = [str(f.path) for f in lake.files(date=day)]
     out = fact_signal_path(engine_dir, day)
@@ -167,7 +166,8 @@ def price_day(con: duckdb.DuckDBPyConnection, lake: Lake, engine_dir: Path, day:
     rollup = rollup_path(engine_dir, day)
     tmp = temp_path(rollup)
     con.execute(
-        "COPY (" + load_sql("signal_rollup").replace("{hot_key_columns}", prepared.hot_names)
+        "COPY ("
+        + load_sql("signal_rollup").replace("{hot_key_columns}", prepared.hot_names)
         + ") TO $out (FORMAT parquet, COMPRESSION zstd)",
         {"out": str(tmp)},
     )

@@ -1,8 +1,9 @@
-"""Signal validation and landing: the one code path behind `tally ingest`, `tally serve` and the Python API.
+"""Signal validation and landing: one code path for `tally ingest`, HTTP and the Python API.
 
 Every entry point turns what it received into a sequence of raw JSON documents (bytes, one per
-signal) and calls `validate`. A signal is decoded by msgspec into a typed struct in C; `data` is kept as
-the exact bytes that were sent (`msgspec.Raw`), so keys, key order, case and number digits survive.
+signal) and calls `validate`. A signal is decoded by msgspec into a typed struct in C; `data` is
+kept as the exact bytes that were sent (`msgspec.Raw`), so keys, key order, case and number
+digits survive.
 Rejected signals keep their raw bytes and a one-line reason; both go to `Lake.land`, which commits
 accepted signals and rejects in one durable transaction (PRODUCT.md §2).
 
@@ -73,7 +74,7 @@ _INCOMING_SCHEMA = pa.schema(
 
 @dataclass
 class Validated:
-    """Accepted signals as Arrow columns (`INCOMING_COLUMNS`) plus rejects (`index, reason, raw`)."""
+    """Accepted signals as Arrow columns (`INCOMING_COLUMNS`), plus rejects."""
 
     accepted: pa.Table
     reject_index: list[int] = field(default_factory=list)
@@ -111,7 +112,9 @@ def _check_name(name: Any) -> str | None:
     return None
 
 
-def _check_ref(doc: dict[str, Any], field: str, keys: tuple[str, str], required: bool) -> str | None:
+def _check_ref(
+    doc: dict[str, Any], field: str, keys: tuple[str, str], required: bool
+) -> str | None:
     ref = doc.get(field)
     if ref is None:
         return f"{field} is missing" if required else None
@@ -192,8 +195,9 @@ def _validate(docs: Sequence[bytes]) -> Validated:
     units = _raw_column([s.customerUnit for s in sigs])
 
     has_cid = pc.greater(pc.binary_length(cid), 0)
-    customer_ok = pc.or_(pc.fill_null(has_cid, False),
-                         pc.fill_null(pc.greater(pc.binary_length(ecid), 0), False))
+    customer_ok = pc.or_(
+        pc.fill_null(has_cid, False), pc.fill_null(pc.greater(pc.binary_length(ecid), 0), False)
+    )
     data_len = pc.binary_length(data)
     data_absent = pc.or_(pc.equal(data_len, 0), pc.equal(data, _NULL))
     data_object = pc.starts_with(data, "{")
@@ -284,7 +288,9 @@ def _post_check_reason(sig: _Wire) -> str:
         return "customer has no non-empty customerId or externalCustomerId"
     t = sig.timestamp
     if t is not None and _parse_time(t) is None:
-        return _check_timestamp(t) or f"timestamp {t!r} has no time zone (RFC3339 needs Z or ±hh:mm)"
+        return (
+            _check_timestamp(t) or f"timestamp {t!r} has no time zone (RFC3339 needs Z or ±hh:mm)"
+        )
     d = bytes(sig.data)
     if not d.startswith(b"{"):
         return f"data must be a JSON object, got {_json_type(_decode_any(d))}"
@@ -314,8 +320,14 @@ OnProgress = Callable[[int], None]
 class _Batcher:
     """Accumulates validated chunks and lands them in batches of about `batch_rows` signals."""
 
-    def __init__(self, lake: Lake, source: str, report: IngestReport, batch_rows: int,
-                 on_errors: OnErrors | None):
+    def __init__(
+        self,
+        lake: Lake,
+        source: str,
+        report: IngestReport,
+        batch_rows: int,
+        on_errors: OnErrors | None,
+    ):
         self.lake, self.source, self.report = lake, source, report
         self.batch_rows, self.on_errors = batch_rows, on_errors
         self.tables: list[pa.Table] = []
@@ -349,8 +361,12 @@ class _Batcher:
         self.rejects = {"location": [], "reason": [], "raw": []}
 
 
-def ingest_signals(lake: Lake, signals: Iterable[dict[str, Any] | bytes], source: str = "python",
-                   batch_rows: int = 200_000) -> IngestReport:
+def ingest_signals(
+    lake: Lake,
+    signals: Iterable[dict[str, Any] | bytes],
+    source: str = "python",
+    batch_rows: int = 200_000,
+) -> IngestReport:
     """The Python API: land signal dicts (or raw JSON bytes); returns the counts once durable."""
     report = IngestReport()
     batcher = _Batcher(lake, source, report, batch_rows, None)
@@ -406,8 +422,9 @@ def _validate_lines(chunk: bytes) -> tuple[Validated, int]:
     return validate(lines), len(lines)
 
 
-def _ingest_jsonl(path: Path, batcher: _Batcher, progress: OnProgress | None,
-                  pool: ProcessPoolExecutor | None) -> None:
+def _ingest_jsonl(
+    path: Path, batcher: _Batcher, progress: OnProgress | None, pool: ProcessPoolExecutor | None
+) -> None:
     next_line = 1
 
     def handle(result: tuple[Validated, int], done: int) -> None:
@@ -440,7 +457,7 @@ def _ingest_json(path: Path, batcher: _Batcher) -> None:
     try:
         doc = msgspec.json.decode(raw, type=dict[str, list[msgspec.Raw]] | list[msgspec.Raw])
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise IngestError(f"{path}: expected {{\"signals\": [...]}} or a JSON list ({exc})") from exc
+        raise IngestError(f'{path}: expected {{"signals": [...]}} or a JSON list ({exc})') from exc
     if isinstance(doc, dict):
         if "signals" not in doc:
             raise IngestError(f'{path}: a JSON object file must hold a "signals" list')
@@ -523,9 +540,15 @@ class IngestError(Exception):
 SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
-def ingest_file(lake: Lake, path: Path, *, on_errors: OnErrors | None = None,
-                progress: OnProgress | None = None, pool: ProcessPoolExecutor | None = None,
-                batch_rows: int = 500_000) -> IngestReport:
+def ingest_file(
+    lake: Lake,
+    path: Path,
+    *,
+    on_errors: OnErrors | None = None,
+    progress: OnProgress | None = None,
+    pool: ProcessPoolExecutor | None = None,
+    batch_rows: int = 500_000,
+) -> IngestReport:
     """Ingest one `.jsonl`, `.json` or `.parquet` file; each batch is acknowledged once durable."""
     if not path.is_file():
         raise IngestError(f"{path}: no such file")

@@ -1,4 +1,4 @@
-"""Load the pipeline's SQL from `sql/` by name and open DuckDB connections the same way everywhere."""
+"""Load the pipeline's SQL from `sql/` by name; open DuckDB connections one way everywhere."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 @functools.cache
 def load_sql(name: str) -> str:
-    """The statement in `sql/<name>.sql` (parameters are `$named` and always bound, never pasted)."""
+    """The statement in `sql/<name>.sql` (parameters are `$named`, always bound, never pasted)."""
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
 
-def connect(database: str | Path = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(
+    database: str | Path = ":memory:", *, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with Tally's settings (memory cap, threads, UTC)."""
     config = {
         "memory_limit": os.environ.get("TALLY_DUCKDB_MEMORY", "3GB"),

@@ -35,42 +35,136 @@ import yaml
 
 CHUNK = 250_000  # signals per generation step: bounds memory (~0.5 GB peak)
 KEY_SHARE = 0.85  # share of signals that carry an idempotencyKey
-DIRT_KINDS = ("unknown_customer", "missing_attribution", "unknown_product", "bad_quantity",
-              "duplicate", "late", "key_spelling", "rejected")
+DIRT_KINDS = (
+    "unknown_customer",
+    "missing_attribution",
+    "unknown_product",
+    "bad_quantity",
+    "duplicate",
+    "late",
+    "key_spelling",
+    "rejected",
+)
 _KIND_CDF = np.cumsum([0.12, 0.12, 0.10, 0.12, 0.20, 0.16, 0.12, 0.06])
-REJECTED = ("missing_event_name", "empty_customer", "timestamp_without_zone", "data_is_list",
-            "long_idempotency_key")
+REJECTED = (
+    "missing_event_name",
+    "empty_customer",
+    "timestamp_without_zone",
+    "data_is_list",
+    "long_idempotency_key",
+)
 BAD_QUANTITIES = ("-3", "true", '"abc"', '{"value":2}', "0.1234567890123", "1e19")
 SPECIAL_DATA = '{"n":12345678901234567890,"x":0.1,"Team":"a","team":"b","u":"é"}'
 
 # name, product, currency, share of traffic, share carrying a user, models, mean credits/signal
 EVENTS = (
-    ("chat_message", "chatbot", "credits", 0.36, 0.95,
-     ("gpt-4o", "gpt-4o-mini", "claude-sonnet", "claude-haiku", "gemini-pro"), 0.25 * 2.785),
-    ("embedding_created", "chatbot", "credits", 0.10, 0.60,
-     ("text-embedding-3-small", "text-embedding-3-large"), 0.001 * 2025),
-    ("document_processed", "doc_processor", "credits", 0.20, 0.90,
-     ("gpt-4o", "claude-sonnet"), 1.375 * 4.0),
+    (
+        "chat_message",
+        "chatbot",
+        "credits",
+        0.36,
+        0.95,
+        ("gpt-4o", "gpt-4o-mini", "claude-sonnet", "claude-haiku", "gemini-pro"),
+        0.25 * 2.785,
+    ),
+    (
+        "embedding_created",
+        "chatbot",
+        "credits",
+        0.10,
+        0.60,
+        ("text-embedding-3-small", "text-embedding-3-large"),
+        0.001 * 2025,
+    ),
+    (
+        "document_processed",
+        "doc_processor",
+        "credits",
+        0.20,
+        0.90,
+        ("gpt-4o", "claude-sonnet"),
+        1.375 * 4.0,
+    ),
     ("email_sent", "outreach", "credits", 0.22, 0.90, ("gpt-4o-mini", "claude-haiku"), 1.0),
     ("email_opened", "outreach", "credits", 0.06, 0.90, (), 0.0),  # tracked, never priced
     ("search_query", "search_api", "api_calls", 0.06, 0.30, (), 1.0),
 )
 CHAT, EMBED, DOC, EMAIL, OPENED, SEARCH = range(len(EVENTS))
-PRODUCTS = {"chatbot": "Support chatbot", "doc_processor": "Document processor",
-            "outreach": "Outreach agent", "search_api": "Search API"}
-_PLANS = (set(PRODUCTS), {"chatbot", "doc_processor"}, {"chatbot", "outreach", "doc_processor"},
-          {"chatbot", "outreach"}, {"chatbot", "doc_processor", "search_api"}, {"chatbot"})
-_COMPANIES = ("Acme Corp", "Globex", "Initech", "Umbrella", "Hooli", "Stark Industries",
-              "Wayne Enterprises", "Wonka", "Cyberdyne", "Soylent", "Tyrell", "Aperture")
-_FIRST = ("Jane", "John", "Amara", "Wei", "Olga", "Ravi", "Lucia", "Kenji", "Fatima", "Noah",
-          "Ines", "Tariq", "Mia", "Sven", "Aisha", "Pedro")
-_LAST = ("Doe", "Smith", "Okafor", "Chen", "Ivanova", "Patel", "Garcia", "Sato", "Haddad",
-         "Brown", "Moreau", "Khan", "Rossi", "Larsen", "Mensah", "Silva")
-_TEAMS = {"engineering": ("platform", "ml", "web"), "sales": ("emea", "amer"),
-          "support": ("tier1", "tier2"), "research": ("nlp", "vision"), "finance": ("billing",)}
+PRODUCTS = {
+    "chatbot": "Support chatbot",
+    "doc_processor": "Document processor",
+    "outreach": "Outreach agent",
+    "search_api": "Search API",
+}
+_PLANS = (
+    set(PRODUCTS),
+    {"chatbot", "doc_processor"},
+    {"chatbot", "outreach", "doc_processor"},
+    {"chatbot", "outreach"},
+    {"chatbot", "doc_processor", "search_api"},
+    {"chatbot"},
+)
+_COMPANIES = (
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Wonka",
+    "Cyberdyne",
+    "Soylent",
+    "Tyrell",
+    "Aperture",
+)
+_FIRST = (
+    "Jane",
+    "John",
+    "Amara",
+    "Wei",
+    "Olga",
+    "Ravi",
+    "Lucia",
+    "Kenji",
+    "Fatima",
+    "Noah",
+    "Ines",
+    "Tariq",
+    "Mia",
+    "Sven",
+    "Aisha",
+    "Pedro",
+)
+_LAST = (
+    "Doe",
+    "Smith",
+    "Okafor",
+    "Chen",
+    "Ivanova",
+    "Patel",
+    "Garcia",
+    "Sato",
+    "Haddad",
+    "Brown",
+    "Moreau",
+    "Khan",
+    "Rossi",
+    "Larsen",
+    "Mensah",
+    "Silva",
+)
+_TEAMS = {
+    "engineering": ("platform", "ml", "web"),
+    "sales": ("emea", "amer"),
+    "support": ("tier1", "tier2"),
+    "research": ("nlp", "vision"),
+    "finance": ("billing",),
+}
 _DEPT_W = (0.35, 0.2, 0.2, 0.15, 0.1)
-_HOURS = np.array([2, 1.5, 1, 1, 1, 1.5, 3, 6, 10, 13, 14, 13, 10, 12, 14, 13, 11, 8, 6, 5, 4, 4,
-                   3, 2.5])
+_HOURS = np.array(
+    [2, 1.5, 1, 1, 1, 1.5, 3, 6, 10, 13, 14, 13, 10, 12, 14, 13, 11, 8, 6, 5, 4, 4, 3, 2.5]
+)
 _HOUR_CDF = np.concatenate([[0.0], np.cumsum(_HOURS) / _HOURS.sum()])
 _HOUR_MS = np.arange(25, dtype=np.float64) * 3_600_000
 _WEEKDAY = (1.0, 1.05, 1.05, 1.0, 0.9, 0.4, 0.3)
@@ -119,9 +213,14 @@ def _company(customers: int, seed: int, start: date, days: int) -> _Company:
         rnd = c // len(_COMPANIES)
         short = base.split()[0].lower() + (f"{rnd + 1}" if rnd else "")
         segment = "enterprise" if c == 0 else "mid_market" if c < 3 else "startup"
-        custs.append({"external_id": f"cus_{short}", "short": short,
-                      "name": base + (f" {rnd + 1}" if rnd else ""),
-                      "metadata": {"segment": segment, "region": ("emea", "amer", "apac")[c % 3]}})
+        custs.append(
+            {
+                "external_id": f"cus_{short}",
+                "short": short,
+                "name": base + (f" {rnd + 1}" if rnd else ""),
+                "metadata": {"segment": segment, "region": ("emea", "amer", "apac")[c % 3]},
+            }
+        )
         plan = _PLANS[c % len(_PLANS)]
         mix[c] = [ev[3] if ev[1] in plan else 0.0 for ev in EVENTS]
         n_users = int(np.clip(round(200 * weight[c] / weight[0]), 3, 200))
@@ -131,18 +230,34 @@ def _company(customers: int, seed: int, start: date, days: int) -> _Company:
             dept = list(_TEAMS)[d]
             team = _TEAMS[dept][rng.integers(len(_TEAMS[dept]))]
             name = f"{_FIRST[rng.integers(len(_FIRST))]} {_LAST[rng.integers(len(_LAST))]}"
-            users.append({"customer": f"cus_{short}", "external_id": f"usr_{short}_{n + 1:03d}",
-                          "name": name, "metadata": {"team": team, "department": dept}})
+            users.append(
+                {
+                    "customer": f"cus_{short}",
+                    "external_id": f"usr_{short}_{n + 1:03d}",
+                    "name": name,
+                    "metadata": {"team": team, "department": dept},
+                }
+            )
         w = rng.permutation(1.0 / np.arange(1, n_users + 1) ** 0.7)
         user_cust += [c] * n_users
         user_w += list(w / w.sum())
         if c % 3 != 2 and n_users >= 8:
             seats += _seats(rng, c, short, first, n_users)
-    co = _Company(t0, days, custs, np.cumsum(weight / weight.sum()),
-                  mix / mix.sum(1, keepdims=True), users, np.array(user_cust), np.array(user_w), [])
+    co = _Company(
+        t0,
+        days,
+        custs,
+        np.cumsum(weight / weight.sum()),
+        mix / mix.sum(1, keepdims=True),
+        users,
+        np.array(user_cust),
+        np.array(user_w),
+        [],
+    )
     for seat in seats:  # fractions of the period become instants now that the period is known
-        seat["assignments"] = [(u, co.at(a), None if b is None else co.at(b))
-                               for u, a, b in seat["assignments"]]
+        seat["assignments"] = [
+            (u, co.at(a), None if b is None else co.at(b)) for u, a, b in seat["assignments"]
+        ]
     return _Company(**{**co.__dict__, "seats": seats})
 
 
@@ -151,13 +266,17 @@ def _seats(rng: np.random.Generator, c: int, short: str, first: int, n_users: in
     n = max(4, round((0.2 + 0.2 * rng.random()) * n_users))
     who = first + rng.choice(n_users, n + 2, replace=False)
     u, spare = who[:n], who[n:]
-    plans = [[(u[0], 0.0, 0.4), (spare[0], 0.45, None)],  # u0 leaves, the seat refills later
-             [(u[1], 0.0, 0.3), (u[0], 0.4, None)],  # ...and u0 moves into this vacated seat
-             [(u[2], 0.0, 0.5), (spare[1], 0.5, None)],  # a handover mid-period
-             [(u[3], 0.0, 0.7)]]  # unassigned later
+    plans = [
+        [(u[0], 0.0, 0.4), (spare[0], 0.45, None)],  # u0 leaves, the seat refills later
+        [(u[1], 0.0, 0.3), (u[0], 0.4, None)],  # ...and u0 moves into this vacated seat
+        [(u[2], 0.0, 0.5), (spare[1], 0.5, None)],  # a handover mid-period
+        [(u[3], 0.0, 0.7)],
+    ]  # unassigned later
     plans += [[(u[k], 0.0, None)] for k in range(4, n)]
-    return [{"id": f"seat_{short}_{k + 1:02d}", "customer": c, "assignments": p}
-            for k, p in enumerate(plans)]
+    return [
+        {"id": f"seat_{short}_{k + 1:02d}", "customer": c, "assignments": p}
+        for k, p in enumerate(plans)
+    ]
 
 
 def _expected(co: _Company, signals: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -189,19 +308,36 @@ def _seat_grants(co: _Company, c: int, per_user: np.ndarray) -> tuple[list[dict]
         if k % 4 == 3:
             continue  # a seat without credits: its users spend from the organization pool
         begin = co.at(0.25) if k % 5 == 4 else co.start
-        need = sum(per_user[u] * max(0.0, ((b or end) - max(a, begin)).total_seconds()) / period
-                   for u, a, b in seat["assignments"])
+        need = sum(
+            per_user[u] * max(0.0, ((b or end) - max(a, begin)).total_seconds()) / period
+            for u, a, b in seat["assignments"]
+        )
         absorbed += need
-        base = {"customer": co.customers[c]["external_id"], "seat": seat["id"],
-                "currency": "credits"}
-        grants.append({"id": f"grant_{seat['id']}", **base,
-                       "amount": _amount(need * (1.4, 0.6, 0.8)[k % 3], 0.5),
-                       "starts_at": _ts(begin), **({"expires_at": _ts(end)} if k % 2 else {}),
-                       "origin": "seat_allowance"})
+        base = {
+            "customer": co.customers[c]["external_id"],
+            "seat": seat["id"],
+            "currency": "credits",
+        }
+        grants.append(
+            {
+                "id": f"grant_{seat['id']}",
+                **base,
+                "amount": _amount(need * (1.4, 0.6, 0.8)[k % 3], 0.5),
+                "starts_at": _ts(begin),
+                **({"expires_at": _ts(end)} if k % 2 else {}),
+                "origin": "seat_allowance",
+            }
+        )
         if k % 3 == 2:
-            grants.append({"id": f"grant_{seat['id']}_topup", **base,
-                           "amount": _amount(need * 0.5, 0.5), "starts_at": _ts(co.at(0.6)),
-                           "origin": "top_up"})
+            grants.append(
+                {
+                    "id": f"grant_{seat['id']}_topup",
+                    **base,
+                    "amount": _amount(need * 0.5, 0.5),
+                    "starts_at": _ts(co.at(0.6)),
+                    "origin": "top_up",
+                }
+            )
     return grants, absorbed
 
 
@@ -215,22 +351,52 @@ def _grants(co: _Company, signals: int) -> list[dict]:
         base = {"customer": cust["external_id"], "seat": None, "currency": "credits"}
         gid = f"grant_{cust['short']}"
         scenario = c % 3  # 0: ample, 1: overage repaid by a top-up, 2: plan expires, overage
-        grants.append({"id": f"{gid}_welcome", **base, "amount": _amount(0.15 * org, 0.5),
-                       "starts_at": _ts(co.start), "expires_at": _ts(co.at(0.4)), "priority": 10,
-                       "origin": "promotional"})
+        grants.append(
+            {
+                "id": f"{gid}_welcome",
+                **base,
+                "amount": _amount(0.15 * org, 0.5),
+                "starts_at": _ts(co.start),
+                "expires_at": _ts(co.at(0.4)),
+                "priority": 10,
+                "origin": "promotional",
+            }
+        )
         expires = (co.start + timedelta(days=co.days + 16), None, co.at(0.8))[scenario]
-        grants.append({"id": f"{gid}_plan", **base,
-                       "amount": _amount((1.2, 0.45, 0.65)[scenario] * org),
-                       "starts_at": _ts(co.start),
-                       **({"expires_at": _ts(expires)} if expires else {}),
-                       "priority": 50, "origin": "purchased"})
+        grants.append(
+            {
+                "id": f"{gid}_plan",
+                **base,
+                "amount": _amount((1.2, 0.45, 0.65)[scenario] * org),
+                "starts_at": _ts(co.start),
+                **({"expires_at": _ts(expires)} if expires else {}),
+                "priority": 50,
+                "origin": "purchased",
+            }
+        )
         if scenario == 1:
-            grants.append({"id": f"{gid}_topup", **base, "amount": _amount(0.7 * org),
-                           "starts_at": _ts(co.at(0.65)), "priority": 40, "origin": "top_up"})
+            grants.append(
+                {
+                    "id": f"{gid}_topup",
+                    **base,
+                    "amount": _amount(0.7 * org),
+                    "starts_at": _ts(co.at(0.65)),
+                    "priority": 40,
+                    "origin": "top_up",
+                }
+            )
         if api[c] > 0:
-            grants.append({"id": f"{gid}_api", **base, "currency": "api_calls",
-                           "amount": _amount(0.9 * api[c]), "starts_at": _ts(co.start),
-                           "priority": 50, "origin": "included"})
+            grants.append(
+                {
+                    "id": f"{gid}_api",
+                    **base,
+                    "currency": "api_calls",
+                    "amount": _amount(0.9 * api[c]),
+                    "starts_at": _ts(co.start),
+                    "priority": 50,
+                    "origin": "included",
+                }
+            )
         grants += seat_grants
     return grants
 
@@ -245,60 +411,116 @@ class _Dumper(yaml.SafeDumper):
 
 
 _Dumper.add_representer(
-    _Flow, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=True))
+    _Flow, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=True)
+)
 
 
 def _config(co: _Company, signals: int) -> dict[str, list]:
     mid = co.start + timedelta(days=co.days // 2)
     year = _ts(datetime(co.start.year, 1, 1, tzinfo=UTC))
     rules = {
-        "chatbot": [{"event": "chat_message", "currency": "credits", "credit_cost": 0.25,
-                     "quantity_path": "usage.tokens_k"},
-                    {"event": "embedding_created", "currency": "credits", "credit_cost": 0.001,
-                     "quantity_path": '$["input.tokens"]'}],
-        "doc_processor": [{"event": "document_processed", "currency": "credits", "credit_cost": 1.5,
-                           "quantity_path": "$.quantity", "until": _ts(mid)},
-                          {"event": "document_processed", "currency": "credits",
-                           "credit_cost": 1.25, "quantity_path": "$.quantity", "from": _ts(mid),
-                           "until": None}],
-        "outreach": [{"event": "email_sent", "currency": "credits", "credit_cost": 1,
-                      "from": year}],
+        "chatbot": [
+            {
+                "event": "chat_message",
+                "currency": "credits",
+                "credit_cost": 0.25,
+                "quantity_path": "usage.tokens_k",
+            },
+            {
+                "event": "embedding_created",
+                "currency": "credits",
+                "credit_cost": 0.001,
+                "quantity_path": '$["input.tokens"]',
+            },
+        ],
+        "doc_processor": [
+            {
+                "event": "document_processed",
+                "currency": "credits",
+                "credit_cost": 1.5,
+                "quantity_path": "$.quantity",
+                "until": _ts(mid),
+            },
+            {
+                "event": "document_processed",
+                "currency": "credits",
+                "credit_cost": 1.25,
+                "quantity_path": "$.quantity",
+                "from": _ts(mid),
+                "until": None,
+            },
+        ],
+        "outreach": [
+            {"event": "email_sent", "currency": "credits", "credit_cost": 1, "from": year}
+        ],
         "search_api": [{"event": "search_query", "currency": "api_calls", "credit_cost": 1}],
     }
     users = co.users
     return {
-        "currencies": [_Flow(key="credits", name="Credits"),
-                       _Flow(key="api_calls", name="API calls")],
-        "customers": [{"external_id": c["external_id"], "name": c["name"],
-                       "metadata": _Flow(c["metadata"])} for c in co.customers],
-        "products": [{"external_id": p, "name": n, "pricing": rules[p]}
-                     for p, n in PRODUCTS.items()],
+        "currencies": [
+            _Flow(key="credits", name="Credits"),
+            _Flow(key="api_calls", name="API calls"),
+        ],
+        "customers": [
+            {"external_id": c["external_id"], "name": c["name"], "metadata": _Flow(c["metadata"])}
+            for c in co.customers
+        ],
+        "products": [
+            {"external_id": p, "name": n, "pricing": rules[p]} for p, n in PRODUCTS.items()
+        ],
         "users": [_Flow({**u, "metadata": _Flow(u["metadata"])}) for u in users],
-        "seats": [{"id": s["id"], "customer": co.customers[s["customer"]]["external_id"],
-                   "assignments": [_Flow(user=users[u]["external_id"], **{"from": _ts(a)},
-                                         until=_ts(b)) for u, a, b in s["assignments"]]}
-                  for s in co.seats],
+        "seats": [
+            {
+                "id": s["id"],
+                "customer": co.customers[s["customer"]]["external_id"],
+                "assignments": [
+                    _Flow(user=users[u]["external_id"], **{"from": _ts(a)}, until=_ts(b))
+                    for u, a, b in s["assignments"]
+                ],
+            }
+            for s in co.seats
+        ],
         "grants": _grants(co, signals),
     }
 
 
-def write_config(config_dir: Path, *, customers: int = 6, seed: int = 7,
-                 start: date = date(2026, 11, 1), days: int = 14, signals: int = 20_000) -> Path:
+def write_config(
+    config_dir: Path,
+    *,
+    customers: int = 6,
+    seed: int = 7,
+    start: date = date(2026, 11, 1),
+    days: int = 14,
+    signals: int = 20_000,
+) -> Path:
     """Write `config_dir/company.yaml`; grants are sized for about `signals` signals."""
     co = _company(customers, seed, start, days)
     sections = _config(co, signals)
-    notes = {"currencies": "credit currencies", "customers": "Zipf-skewed activity, biggest first",
-             "products": "pricing rules per event and time range",
-             "users": "metadata feeds breakdowns by team/department",
-             "seats": "seat assignments (from inclusive, until exclusive)",
-             "grants": "organization pools (seat: null) and seat-scoped grants"}
-    text = [f"# Sample company generated by `tally synth` (pipelines/lib/synth.py): seed={seed},\n"
-            f"# customers={customers}, start={start.isoformat()}, days={days}, "
-            f"signals={signals}. Regenerate rather than edit.\n"]
+    notes = {
+        "currencies": "credit currencies",
+        "customers": "Zipf-skewed activity, biggest first",
+        "products": "pricing rules per event and time range",
+        "users": "metadata feeds breakdowns by team/department",
+        "seats": "seat assignments (from inclusive, until exclusive)",
+        "grants": "organization pools (seat: null) and seat-scoped grants",
+    }
+    text = [
+        f"# Sample company generated by `tally synth` (pipelines/lib/synth.py): seed={seed},\n"
+        f"# customers={customers}, start={start.isoformat()}, days={days}, "
+        f"signals={signals}. Regenerate rather than edit.\n"
+    ]
     for name, entries in sections.items():
         text.append(f"\n# --- {name}: {notes[name]}\n")
-        text.append(yaml.dump({name: entries}, Dumper=_Dumper, sort_keys=False, width=120,
-                              allow_unicode=True, default_flow_style=False))
+        text.append(
+            yaml.dump(
+                {name: entries},
+                Dumper=_Dumper,
+                sort_keys=False,
+                width=120,
+                allow_unicode=True,
+                default_flow_style=False,
+            )
+        )
     config_dir.mkdir(parents=True, exist_ok=True)
     path = config_dir / "company.yaml"
     path.write_text("".join(text), encoding="utf-8")
@@ -337,8 +559,9 @@ def _group_cdf(group: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def _day_counts(signals: int, start: date, days: int) -> np.ndarray:
     """Signals per day: weekday rhythm plus slow growth, summing exactly to `signals`."""
-    w = np.array([_WEEKDAY[(start + timedelta(days=d)).weekday()] * (1 + 0.01 * d)
-                  for d in range(days)])
+    w = np.array(
+        [_WEEKDAY[(start + timedelta(days=d)).weekday()] * (1 + 0.01 * d) for d in range(days)]
+    )
     exact = signals * w / w.sum()
     n = np.floor(exact).astype(np.int64)
     n[np.argsort(n - exact, kind="stable")[: signals - n.sum()]] += 1
@@ -357,47 +580,76 @@ class _Tables:
         start = co.start.date()
         customers = [c["external_id"] for c in co.customers]
         customers += [f"cus_unknown_{k}" for k in range(10)]
-        self.head = pl.Series([f'{{"eventName":"{ev[0]}","customer":{{"externalCustomerId":"{c}"}}'
-                               for ev in EVENTS for c in customers])
+        self.head = pl.Series(
+            [
+                f'{{"eventName":"{ev[0]}","customer":{{"externalCustomerId":"{c}"}}'
+                for ev in EVENTS
+                for c in customers
+            ]
+        )
         products = [ev[1] for ev in EVENTS] + [f"prod_unknown_{k}" for k in range(3)]
-        self.attribution = pl.Series([f',"attribution":{{"externalProductId":"{p}"}}'
-                                      for p in products] + [',"attribution":null', ""])
-        users = [(u["external_id"], u["metadata"]["team"], u["metadata"]["department"])
-                 for u in co.users]  # then the same with the keys spelled the other way
-        self.user = pl.Series([f'"external_user_id":"{u}","team":"{t}","department":"{d}",'
-                               for u, t, d in users]
-                              + [f'"externalUserId":"{u}","Team":"{t}","department":"{d}",'
-                                 for u, t, d in users] + [""])
+        self.attribution = pl.Series(
+            [f',"attribution":{{"externalProductId":"{p}"}}' for p in products]
+            + [',"attribution":null', ""]
+        )
+        users = [
+            (u["external_id"], u["metadata"]["team"], u["metadata"]["department"]) for u in co.users
+        ]  # then the same with the keys spelled the other way
+        self.user = pl.Series(
+            [f'"external_user_id":"{u}","team":"{t}","department":"{d}",' for u, t, d in users]
+            + [f'"externalUserId":"{u}","Team":"{t}","department":"{d}",' for u, t, d in users]
+            + [""]
+        )
         self.model = pl.Series([f'"model":"{m}",' for ev in EVENTS for m in ev[5]] + [""])
         self.model_n = np.array([len(ev[5]) for ev in EVENTS])
         self.model_at = np.concatenate([[0], np.cumsum(self.model_n)[:-1]])
-        self.date = pl.Series([f',"timestamp":"{start + timedelta(days=d - 5)}T'
-                               for d in range(co.days + 5)])
+        self.date = pl.Series(
+            [f',"timestamp":"{start + timedelta(days=d - 5)}T' for d in range(co.days + 5)]
+        )
         self.hour_minute = pl.Series([f"{m // 60:02d}:{m % 60:02d}:" for m in range(1440)])
         self.second_ms = pl.Series([f"{ms // 1000:02d}.{ms % 1000:03d}Z" for ms in range(60_000)])
         self.user_rate = np.array([ev[4] for ev in EVENTS])
 
 
 def _lit(*parts: str | pl.Expr) -> pl.Expr:
-    return pl.concat_str([pl.lit(p) if isinstance(p, str) else p for p in parts],
-                         ignore_nulls=True)
+    return pl.concat_str([pl.lit(p) if isinstance(p, str) else p for p in parts], ignore_nulls=True)
 
 
 def _specific(df: pl.DataFrame) -> pl.Series:
     """The event-specific data fields, each event's template applied to its own rows only."""
     c, s = pl.col, lambda name: pl.col(name).cast(pl.String)
-    quantity = (pl.when(c("kind") == DIRT_KINDS.index("bad_quantity")).then(c("bad"))
-                .when(c("qk") < 6).then(s("qi"))  # integers 0-10 (zeros included)
-                .when(c("qk") < 9).then(_lit(s("qa"), ".", c("q8")))  # eighths: 0.125, 2.375
-                .otherwise(_lit('"', s("qa"), ".", s("qb"), '"')))  # decimal strings: "2.5"
+    quantity = (
+        pl.when(c("kind") == DIRT_KINDS.index("bad_quantity"))
+        .then(c("bad"))
+        .when(c("qk") < 6)
+        .then(s("qi"))  # integers 0-10 (zeros included)
+        .when(c("qk") < 9)
+        .then(_lit(s("qa"), ".", c("q8")))  # eighths: 0.125, 2.375
+        .otherwise(_lit('"', s("qa"), ".", s("qb"), '"'))
+    )  # decimal strings: "2.5"
     templates = {
-        CHAT: _lit('"usage":{"tokens_k":', s("tk"), ".",
-                   s("tf").str.zfill(3).str.strip_chars_end("0"), ',"input_tokens":', s("it"),
-                   ',"output_tokens":', s("ot"), '},"conversation_id":"conv_', s("conv"), '"'),
+        CHAT: _lit(
+            '"usage":{"tokens_k":',
+            s("tk"),
+            ".",
+            s("tf").str.zfill(3).str.strip_chars_end("0"),
+            ',"input_tokens":',
+            s("it"),
+            ',"output_tokens":',
+            s("ot"),
+            '},"conversation_id":"conv_',
+            s("conv"),
+            '"',
+        ),
         EMBED: _lit('"input.tokens":', s("it"), ',"dimensions":', s("dim")),
         DOC: _lit('"quantity":', quantity, ',"pages":', s("pages"), ',"format":"', c("fmt"), '"'),
-        EMAIL: _lit('"template":"', c("tpl"), '","recipients":', s("rcpt"),
-                    pl.when(c("qk") == 0).then(pl.lit(',"quantity":5'))),  # ignored: fixed cost
+        EMAIL: _lit(
+            '"template":"',
+            c("tpl"),
+            '","recipients":',
+            s("rcpt"),
+            pl.when(c("qk") == 0).then(pl.lit(',"quantity":5')),
+        ),  # ignored: fixed cost
         OPENED: _lit('"template":"', c("tpl"), '","campaign":"q4_launch"'),
         SEARCH: _lit('"results":', s("rcpt"), ',"latency_ms":', (c("pages") * 7).cast(pl.String)),
     }
@@ -410,8 +662,11 @@ _REJECTS = (  # (sub-kind, pattern, replacement) applied to the few rejected lin
     (0, r'^\{"eventName":"[^"]*",', "{"),
     (1, r'"customer":\{[^}]*\}', '"customer":{}'),
     (2, r'(T\d\d:\d\d:\d\d)\.\d{3}Z"', '$1"'),
-    (3, r'"data":\{.*\}((?:,"idempotencyKey":"[^"]*")?)\}$',
-     '"data":[{"quantity":1},{"quantity":2}]$1}'),
+    (
+        3,
+        r'"data":\{.*\}((?:,"idempotencyKey":"[^"]*")?)\}$',
+        '"data":[{"quantity":1},{"quantity":2}]$1}',
+    ),
     (4, r'(,"idempotencyKey":"[^"]*")?\}$', ',"idempotencyKey":"evt_' + "x" * 300 + '"}'),
 )
 
@@ -420,10 +675,28 @@ def _lines(df: pl.DataFrame) -> pl.Series:
     """The JSON text of every row of a chunk frame: one flat concatenation of prebuilt parts."""
     c = pl.col
     key = pl.when(c("has_key"))
-    lines = df.with_columns(specific=_specific(df)).select(_lit(
-        c("head"), c("attribution"), c("date"), c("hm"), c("sm"), '","data":{', c("user"),
-        c("model"), c("specific"), "}", key.then(pl.lit(',"idempotencyKey":"evt_')),
-        key.then(c("key")), key.then(pl.lit('"')), "}")).to_series()
+    lines = (
+        df.with_columns(specific=_specific(df))
+        .select(
+            _lit(
+                c("head"),
+                c("attribution"),
+                c("date"),
+                c("hm"),
+                c("sm"),
+                '","data":{',
+                c("user"),
+                c("model"),
+                c("specific"),
+                "}",
+                key.then(pl.lit(',"idempotencyKey":"evt_')),
+                key.then(c("key")),
+                key.then(pl.lit('"')),
+                "}",
+            )
+        )
+        .to_series()
+    )
     rejected = (df["kind"] == DIRT_KINDS.index("rejected")).to_numpy()
     for sub, pattern, replacement in _REJECTS:
         rows = np.flatnonzero(rejected & (df["sub"] == sub).to_numpy())
@@ -432,9 +705,18 @@ def _lines(df: pl.DataFrame) -> pl.Series:
     return lines
 
 
-def _chunk(co: _Company, tab: _Tables, rng: np.random.Generator, n: int, day: int,
-           q: tuple[float, float], first: int, dirt: float, seed: int,
-           pool: pl.Series) -> tuple[pl.Series, pl.Series, dict[str, int]]:
+def _chunk(
+    co: _Company,
+    tab: _Tables,
+    rng: np.random.Generator,
+    n: int,
+    day: int,
+    q: tuple[float, float],
+    first: int,
+    dirt: float,
+    seed: int,
+    pool: pl.Series,
+) -> tuple[pl.Series, pl.Series, dict[str, int]]:
     """`n` signals of file `day` whose times lie in the diurnal quantiles `q`; returns the lines,
     the resend pool for later chunks and the counts."""
     k = {name: i for i, name in enumerate(DIRT_KINDS)}
@@ -467,35 +749,61 @@ def _chunk(co: _Company, tab: _Tables, rng: np.random.Generator, n: int, day: in
     tokens = tokens_in + tokens_out
     model = tab.model_at[e] + (rand() * tab.model_n[e]).astype(np.int64)
     unattributed = kind == k["missing_attribution"]
-    df = pl.DataFrame({
-        "kind": kind, "sub": sub % 5, "e": e, "has_key": has_key, "qk": qk,
-        "qi": rng.integers(0, 11, n), "qa": rng.integers(0, 5, n), "qb": rng.integers(1, 10, n),
-        "q8": pl.Series(_FRAC8).gather(rng.integers(1, 8, n)),
-        "bad": pl.Series(BAD_QUANTITIES).gather(sub % 6),
-        "tk": tokens // 1000, "tf": tokens % 1000, "it": tokens_in, "ot": tokens_out,
-        "conv": rng.integers(100_000, 1_000_000, n), "dim": rng.choice([1536, 3072], n),
-        "pages": rng.integers(1, 121, n), "rcpt": rng.integers(1, 26, n),
-        "fmt": pl.Series(["pdf", "docx", "png", "html"]).gather(rng.integers(0, 4, n)),
-        "tpl": pl.Series(["follow_up", "intro", "renewal"]).gather(rng.integers(0, 3, n)),
-        "head": tab.head.gather(e * (n_c + 10) + np.where(
-            kind == k["unknown_customer"], n_c + sub % 10, cust)),
-        "attribution": tab.attribution.gather(np.select(  # null for half, absent for the rest
-            [kind == k["unknown_product"], unattributed & (qk < 5), unattributed],
-            [n_e + sub % 3, n_e + 3, n_e + 4], e)),
-        "date": tab.date.gather(day - lag + 5), "hm": tab.hour_minute.gather(tod // 60_000),
-        "sm": tab.second_ms.gather(tod % 60_000),
-        "user": tab.user.gather(np.where(has_user, user + spelled * n_u, 2 * n_u)),
-        "model": tab.model.gather(np.where(tab.model_n[e] > 0, model, len(tab.model) - 1)),
-        "key": _hex(_mix64(np.arange(first, first + n, dtype=np.uint64)
-                           + np.uint64((seed % (1 << 24)) << 40))),
-    })
+    df = pl.DataFrame(
+        {
+            "kind": kind,
+            "sub": sub % 5,
+            "e": e,
+            "has_key": has_key,
+            "qk": qk,
+            "qi": rng.integers(0, 11, n),
+            "qa": rng.integers(0, 5, n),
+            "qb": rng.integers(1, 10, n),
+            "q8": pl.Series(_FRAC8).gather(rng.integers(1, 8, n)),
+            "bad": pl.Series(BAD_QUANTITIES).gather(sub % 6),
+            "tk": tokens // 1000,
+            "tf": tokens % 1000,
+            "it": tokens_in,
+            "ot": tokens_out,
+            "conv": rng.integers(100_000, 1_000_000, n),
+            "dim": rng.choice([1536, 3072], n),
+            "pages": rng.integers(1, 121, n),
+            "rcpt": rng.integers(1, 26, n),
+            "fmt": pl.Series(["pdf", "docx", "png", "html"]).gather(rng.integers(0, 4, n)),
+            "tpl": pl.Series(["follow_up", "intro", "renewal"]).gather(rng.integers(0, 3, n)),
+            "head": tab.head.gather(
+                e * (n_c + 10) + np.where(kind == k["unknown_customer"], n_c + sub % 10, cust)
+            ),
+            "attribution": tab.attribution.gather(
+                np.select(  # null for half, absent for the rest
+                    [kind == k["unknown_product"], unattributed & (qk < 5), unattributed],
+                    [n_e + sub % 3, n_e + 3, n_e + 4],
+                    e,
+                )
+            ),
+            "date": tab.date.gather(day - lag + 5),
+            "hm": tab.hour_minute.gather(tod // 60_000),
+            "sm": tab.second_ms.gather(tod % 60_000),
+            "user": tab.user.gather(np.where(has_user, user + spelled * n_u, 2 * n_u)),
+            "model": tab.model.gather(np.where(tab.model_n[e] > 0, model, len(tab.model) - 1)),
+            "key": _hex(
+                _mix64(
+                    np.arange(first, first + n, dtype=np.uint64)
+                    + np.uint64((seed % (1 << 24)) << 40)
+                )
+            ),
+        }
+    )
     lines = _lines(df)
     if special >= 0:  # one signal whose data tests exactness: big integer, 0.1, Team/team, UTF-8
         at = co.start + timedelta(days=day, milliseconds=int(tod[special]))
         head = tab.head[CHAT * (n_c + 10)] + tab.attribution[CHAT]
-        lines.scatter(special, f'{head},"timestamp":"{at:%Y-%m-%dT%H:%M:%S}.'
-                      f'{at.microsecond // 1000:03d}Z","data":{SPECIAL_DATA},'
-                      f'"idempotencyKey":"evt_special_{seed}"}}')
+        lines.scatter(
+            special,
+            f'{head},"timestamp":"{at:%Y-%m-%dT%H:%M:%S}.'
+            f'{at.microsecond // 1000:03d}Z","data":{SPECIAL_DATA},'
+            f'"idempotencyKey":"evt_special_{seed}"}}',
+        )
     # duplicates: exact resends of an earlier keyed clean signal, of this chunk or an earlier one
     clean = np.flatnonzero((kind == -1) & has_key & (np.arange(n) != special))
     dup = np.flatnonzero(kind == k["duplicate"])
@@ -527,9 +835,17 @@ def _chunk(co: _Company, tab: _Tables, rng: np.random.Generator, n: int, day: in
     return lines, pool, counts
 
 
-def synth(out: Path, *, signals: int = 20_000, days: int = 14, customers: int = 6, seed: int = 7,
-          start: date = date(2026, 11, 1), dirt: float = 0.02,
-          progress: Callable[[int], None] | None = None) -> SynthResult:
+def synth(
+    out: Path,
+    *,
+    signals: int = 20_000,
+    days: int = 14,
+    customers: int = 6,
+    seed: int = 7,
+    start: date = date(2026, 11, 1),
+    dirt: float = 0.02,
+    progress: Callable[[int], None] | None = None,
+) -> SynthResult:
     """Write `out/config/company.yaml` and `out/signals/day-YYYY-MM-DD.jsonl`, deterministically.
 
     `signals` lines in total (resends and rejects included) over `days` daily files; about a
@@ -539,8 +855,9 @@ def synth(out: Path, *, signals: int = 20_000, days: int = 14, customers: int = 
     if signals < 0 or seed < 0 or not 0.0 <= dirt <= 1.0:
         raise ValueError("signals and seed must be >= 0 and dirt within [0, 1]")
     out = Path(out)
-    write_config(out / "config", customers=customers, seed=seed, start=start, days=days,
-                 signals=signals)
+    write_config(
+        out / "config", customers=customers, seed=seed, start=start, days=days, signals=signals
+    )
     co = _company(customers, seed, start, days)
     tab = _Tables(co)
     signal_dir = out / "signals"
@@ -562,8 +879,9 @@ def synth(out: Path, *, signals: int = 20_000, days: int = 14, customers: int = 
                 rng = np.random.default_rng([seed, 2, day, j])
                 q = (edges[j] / n_day, edges[j + 1] / n_day)
                 lines, pool, got = _chunk(co, tab, rng, n, day, q, written, dirt, seed, pool)
-                pl.DataFrame({"line": lines}).write_csv(fh, include_header=False,
-                                                        quote_style="never")
+                pl.DataFrame({"line": lines}).write_csv(
+                    fh, include_header=False, quote_style="never"
+                )
                 for name, value in got.items():
                     counts[name] = counts.get(name, 0) + value
                 written += n

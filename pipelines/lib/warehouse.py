@@ -59,11 +59,13 @@ def publish(home: Home, config: Config) -> Path:
     try:
         tables = config.tables()
         tables["credit_grant_config"] = tables.pop("dim_credit_grant")
-        tables["dim_hot_key"] = pa.table({
-            "position": pa.array(range(1, len(config.hot_keys) + 1), pa.int32()),
-            "path": pa.array(config.hot_keys, pa.string()),
-            "pointer": pa.array(hot_key_pointers(config), pa.string()),
-        })
+        tables["dim_hot_key"] = pa.table(
+            {
+                "position": pa.array(range(1, len(config.hot_keys) + 1), pa.int32()),
+                "path": pa.array(config.hot_keys, pa.string()),
+                "pointer": pa.array(hot_key_pointers(config), pa.string()),
+            }
+        )
         for name, table in tables.items():
             con.register("_incoming", table)
             con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _incoming')

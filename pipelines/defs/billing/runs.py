@@ -1,4 +1,4 @@
-"""Turning the engine's plan into Dagster runs (used by the sensor, the schedule and `tally run`)."""
+"""The engine's plan as Dagster runs (for the sensor, the schedule and `tally run`)."""
 
 from __future__ import annotations
 

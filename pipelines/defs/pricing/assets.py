@@ -23,7 +23,9 @@ def fact_signal(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.Mater
     plan = engine.make_plan(home, config, Lake(home.lake))
     days = [d for d in plan.price_days if d in wanted]
     priced = engine.price(home, config, days)
-    context.log.info(f"priced {len(priced)} day(s): {days[0] if days else '-'}..{days[-1] if days else '-'}")
+    context.log.info(
+        f"priced {len(priced)} day(s): {days[0] if days else '-'}..{days[-1] if days else '-'}"
+    )
     statuses: dict[str, int] = {}
     for p in priced:
         for status, n in p.statuses.items():

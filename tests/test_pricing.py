@@ -114,8 +114,15 @@ def test_fixed_cost_ignores_data_and_paths_nest(home):
     assert [r[2] for r in rows] == [Decimal("1.5"), Decimal(6), Decimal(8)]
 
 
-def test_overflowing_credits_are_invalid_not_a_crash(home):
+def test_huge_products_are_exact_and_overflow_is_invalid_not_a_crash(home):
     ((status, _, credits),) = price(home, [("q", '{"q": 99999999999999999}')], cost="99999")
+    assert (status, credits) == ("priced", Decimal("9999899999999999900001"))
+
+
+def test_credits_beyond_decimal_38_6_are_invalid(home):
+    ((status, _, credits),) = price(
+        home, [("q", '{"q": 100000000000000000}')], cost="99999999999999999999999999"
+    )
     assert (status, credits) == ("invalid_quantity", Decimal(0))
 
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -212,18 +214,28 @@ class RunResult:
     ledger: LedgerDays | None = None
 
 
+PRICING_THREADS = int(os.environ.get("TALLY_PRICING_THREADS", "2"))
+
+
 def price(
     home: Home, config: Config, days: list[str], progress: Callable[[str], None] | None = None
 ) -> list[PricedDay]:
-    """Price `days` and record what they were priced from."""
+    """Price `days` (a few at a time: DuckDB runs them in parallel, outside the GIL) and record
+    what they were priced from. State is saved once, after every day is written."""
     lake = Lake(home.lake)
     state = State.load(home.engine_dir / "state.json")
     versions = lake.partitions()
-    con = connect()
-    prepared = prepare(con, config)
-    out = []
+    local = threading.local()
+
+    def one(day: str) -> PricedDay:
+        if not hasattr(local, "con"):
+            local.con = connect()
+            local.prepared = prepare(local.con, config)
+        return price_day(local.con, lake, home.engine_dir, day, local.prepared)
+
+    with ThreadPoolExecutor(max_workers=max(1, PRICING_THREADS)) as pool:
+        out = list(pool.map(one, days))
     for day in days:
-        out.append(price_day(con, lake, home.engine_dir, day, prepared))
         state.generation += 1
         state.priced[day] = [versions.get(day, 0), state.generation]
         if progress:

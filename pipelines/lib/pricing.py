@@ -8,7 +8,7 @@ atomically to `<home>/engine/fact_signal/date=YYYY-MM-DD/data.parquet`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 
 import duckdb
@@ -59,7 +59,9 @@ def exact_product(cost: str | None, quantity: str | None) -> str | None:
     """
     if cost is None or quantity is None:
         return None
-    product = (Decimal(cost) * Decimal(quantity)).quantize(Decimal("0.000001"), ROUND_HALF_UP)
+    with localcontext() as ctx:
+        ctx.prec = 100  # room for any DECIMAL(38,6) x DECIMAL(38,12) product, exactly
+        product = (Decimal(cost) * Decimal(quantity)).quantize(Decimal("0.000001"), ROUND_HALF_UP)
     return None if product >= _MAX_CREDITS else format(product, "f")
 
 
@@ -107,7 +109,10 @@ def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> Prepared:
     con.register("rule", rules.append_column("path_index", path_index))
     for name, fn in (("tally_exact_number", exact_number), ("tally_exact_product", exact_product)):
         try:
-            con.create_function(name, fn, ["VARCHAR", "VARCHAR"], "VARCHAR", side_effects=False)
+            con.create_function(
+                name, fn, ["VARCHAR", "VARCHAR"], "VARCHAR", null_handling="special",
+                side_effects=False,
+            )
         except duckdb.CatalogException:
             pass  # already registered on this connection
     hot_columns = "".join(

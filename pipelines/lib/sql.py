@@ -22,7 +22,7 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with Tally's settings (memory cap, threads, UTC)."""
     config = {
-        "memory_limit": os.environ.get("TALLY_DUCKDB_MEMORY", "3GB"),
+        "memory_limit": os.environ.get("TALLY_DUCKDB_MEMORY", "1500MB"),
         "preserve_insertion_order": "false",
     }
     threads = os.environ.get("TALLY_DUCKDB_THREADS")

@@ -191,8 +191,12 @@ def config_yaml(config: Config) -> str:
     lines.append("grants:" if config.grants else "grants: []")
     for g in config.grants:
         parts = [
-            f"id: {g.id}", f"customer: {g.customer}", f"seat: {_q(g.seat)}",
-            f"currency: {g.currency}", f"amount: {_q(g.amount)}", f"starts_at: {_q(g.starts_at)}",
+            f"id: {g.id}",
+            f"customer: {g.customer}",
+            f"seat: {_q(g.seat)}",
+            f"currency: {g.currency}",
+            f"amount: {_q(g.amount)}",
+            f"starts_at: {_q(g.starts_at)}",
         ]
         if g.expires_at is not None:
             parts.append(f"expires_at: {_q(g.expires_at)}")
@@ -212,8 +216,9 @@ def signal_json(s: Signal) -> bytes:
     elif s.attribution == "empty":
         parts.append('"attribution": {}')
     elif isinstance(s.attribution, tuple):
-        parts.append(f'"attribution": {{{json.dumps(s.attribution[0])}: '
-                     f'{json.dumps(s.attribution[1])}}}')
+        parts.append(
+            f'"attribution": {{{json.dumps(s.attribution[0])}: {json.dumps(s.attribution[1])}}}'
+        )
     parts.append(f'"timestamp": {json.dumps(rfc3339(s.timestamp))}')
     if s.data is not None:
         parts.append(f'"data": {s.data}')
@@ -299,8 +304,10 @@ def reference_pricing(config: Config, signals: tuple[Signal, ...]) -> dict[int, 
             out[seq] = Priced(seq, t, "unknown_product")
             continue
         rules = [
-            r for r in config.rules
-            if r.product == product and r.event == s.event
+            r
+            for r in config.rules
+            if r.product == product
+            and r.event == s.event
             and in_range(t, r.valid_from, r.valid_until)
         ]
         assert len(rules) <= 1
@@ -323,10 +330,12 @@ def reference_pricing(config: Config, signals: tuple[Signal, ...]) -> dict[int, 
         if isinstance(user, str) and user in USERS[s.customer]:
             for a in config.assignments:
                 if (
-                    SEATS[a.seat] == s.customer and a.user == user
+                    SEATS[a.seat] == s.customer
+                    and a.user == user
                     and in_range(t, a.valid_from, a.valid_until)
                     and any(
-                        g.seat == a.seat and g.currency == rule.currency
+                        g.seat == a.seat
+                        and g.currency == rule.currency
                         and in_range(t, g.starts_at, g.expires_at)
                         for g in config.grants
                     )
@@ -350,8 +359,9 @@ class Ledger:
     events: list[tuple]  # (type, customer, rtype, rid, currency, amount, occurred_at, grant_id)
 
 
-def reference_ledger(grants: tuple[Grant, ...], priced: dict[int, Priced], first: date,
-                     last: date) -> Ledger:
+def reference_ledger(
+    grants: tuple[Grant, ...], priced: dict[int, Priced], first: date, last: date
+) -> Ledger:
     """§5, event by event: per (recipient, currency), in time order; at one instant expiries,
     then grant starts (several starting together: in burn order), then spends."""
     end = midnight(last + timedelta(days=1))
@@ -478,18 +488,26 @@ def run_scenario(scenario: Scenario) -> None:
                 assert report.failed == 0, report.errors
                 start = end
                 run_engine(home)
-            facts = _rows(home, "fact_signal",
-                          "seq, status, credits, quantity, currency, customer_id, "
-                          "recipient_type, recipient_id")
-            balances = _rows(home, "balance_snapshot",
-                             "date, customer_id, recipient_type, recipient_id, currency, "
-                             "opening_balance, granted, spent, expired, closing_balance, "
-                             "available, overage")
-            grant_rows = _rows(home, "grant_balance",
-                               "date, grant_id, used, expired, remaining")
-            events = _rows(home, "credit_event",
-                           "type, customer_id, recipient_type, recipient_id, currency, amount, "
-                           "occurred_at, grant_id")
+            facts = _rows(
+                home,
+                "fact_signal",
+                "seq, status, credits, quantity, currency, customer_id, "
+                "recipient_type, recipient_id",
+            )
+            balances = _rows(
+                home,
+                "balance_snapshot",
+                "date, customer_id, recipient_type, recipient_id, currency, "
+                "opening_balance, granted, spent, expired, closing_balance, "
+                "available, overage",
+            )
+            grant_rows = _rows(home, "grant_balance", "date, grant_id, used, expired, remaining")
+            events = _rows(
+                home,
+                "credit_event",
+                "type, customer_id, recipient_type, recipient_id, currency, amount, "
+                "occurred_at, grant_id",
+            )
         finally:
             close_lake(home.lake)
 
@@ -504,12 +522,20 @@ def run_scenario(scenario: Scenario) -> None:
     for p in priced.values():
         ok = p.status == "priced"
         expected_facts[p.seq] = (
-            p.status, p.credits, p.quantity if ok else None, p.currency if ok else None,
+            p.status,
+            p.credits,
+            p.quantity if ok else None,
+            p.currency if ok else None,
             p.recipient[1:3] if ok else None,
         )
     actual_facts = {
-        seq: (status, credits, quantity, currency if status == "priced" else None,
-              (rtype, rid) if status == "priced" else None)
+        seq: (
+            status,
+            credits,
+            quantity,
+            currency if status == "priced" else None,
+            (rtype, rid) if status == "priced" else None,
+        )
         for seq, status, credits, quantity, currency, _c, rtype, rid in facts
     }
     assert actual_facts == expected_facts, scenario.notes
@@ -526,27 +552,90 @@ def run_scenario(scenario: Scenario) -> None:
 # ------------------------------------------------------------------------------ generators
 
 VALID_NUMBERS = (
-    "0", "-0", "1", "3", "7", "2.5", "0.5", "2.50", "1.5E2", "25e-1", "1e0", "0e5", "0.1",
-    "0.000000000001", "1e-12", "3.14159", "123456789012.123456789012", "999999999999999999",
-    "12345678901234567890e-5", "100000000000000000", "0.333333333333", "10.000000000000",
-    "-0.0", "-0.000", "-0e3",
+    "0",
+    "-0",
+    "1",
+    "3",
+    "7",
+    "2.5",
+    "0.5",
+    "2.50",
+    "1.5E2",
+    "25e-1",
+    "1e0",
+    "0e5",
+    "0.1",
+    "0.000000000001",
+    "1e-12",
+    "3.14159",
+    "123456789012.123456789012",
+    "999999999999999999",
+    "12345678901234567890e-5",
+    "100000000000000000",
+    "0.333333333333",
+    "10.000000000000",
+    "-0.0",
+    "-0.000",
+    "-0e3",
 )
 INVALID_NUMBERS = (
-    "-1", "-0.5", "1e18", "1000000000000000000", "0.0000000000001", "1e-13", "1.0000000000001",
-    "99999999999999999999", "-1e-3",
+    "-1",
+    "-0.5",
+    "1e18",
+    "1000000000000000000",
+    "0.0000000000001",
+    "1e-13",
+    "1.0000000000001",
+    "99999999999999999999",
+    "-1e-3",
 )
-VALID_STRINGS = ('"2.5"', '"0"', '"10"', '"0.000001"', '"123456789012345678"',
-                 '"0.123456789012"', '"0.5"', '"3"')
-INVALID_OTHER = ('"0.1234567890123"', '"1234567890123456789"', '"abc"', '"-1"', '"1e3"', '""',
-                 '"2.5.1"', "true", "false", "{}", "[]", "[1]", '{"value": 2}')
+VALID_STRINGS = (
+    '"2.5"',
+    '"0"',
+    '"10"',
+    '"0.000001"',
+    '"123456789012345678"',
+    '"0.123456789012"',
+    '"0.5"',
+    '"3"',
+)
+INVALID_OTHER = (
+    '"0.1234567890123"',
+    '"1234567890123456789"',
+    '"abc"',
+    '"-1"',
+    '"1e3"',
+    '""',
+    '"2.5.1"',
+    "true",
+    "false",
+    "{}",
+    "[]",
+    "[1]",
+    '{"value": 2}',
+)
 
-COSTS = ("0", "0.000001", "0.000003", "1", "1.5", "2", "0.333333", "12.345678", "0.25",
-         "99.999999", "0.5")
+COSTS = (
+    "0",
+    "0.000001",
+    "0.000003",
+    "1",
+    "1.5",
+    "2",
+    "0.333333",
+    "12.345678",
+    "0.25",
+    "99.999999",
+    "0.5",
+)
 HUGE_COSTS = tuple(map(Decimal, ("1000", "1000000000000", "9999999999999.999999")))
 AMOUNTS = ("0.000001", "0.5", "1", "2.5", "10", "0.000003")
 # weighted towards one pool, so that grants compete for the same spends
-RECIPIENTS = (("cus_a", None),) * 4 + (("cus_a", "seat_a1"),) * 2 + (
-    ("cus_a", "seat_a2"), ("cus_b", None), ("cus_b", None), ("cus_b", "seat_b1"))
+RECIPIENTS = (
+    (("cus_a", None),) * 4
+    + (("cus_a", "seat_a1"),) * 2
+    + (("cus_a", "seat_a2"), ("cus_b", None), ("cus_b", None), ("cus_b", "seat_b1"))
+)
 
 
 def quantity_texts() -> st.SearchStrategy[str | None]:
@@ -554,7 +643,8 @@ def quantity_texts() -> st.SearchStrategy[str | None]:
     few = st.integers(0, 8).map(str)  # spends of the size of grants: partial burns
     fine = st.builds(
         lambda digits, places: format(Decimal(digits).scaleb(-places), "f"),
-        st.integers(0, 10**8), st.integers(0, 12),
+        st.integers(0, 10**8),
+        st.integers(0, 12),
     )
     return st.one_of(
         st.none(),
@@ -613,12 +703,21 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         edges = [None, *cuts, None]
         for lo, hi in zip(edges, edges[1:], strict=False):
             if paths == (None,) or draw(st.integers(0, 4)):
-                rules.append(Rule(
-                    product, event, draw(st.sampled_from(("credits",) * 3 + ("tokens",))),
-                    draw(st.sampled_from(HUGE_COSTS) if draw(st.integers(0, 15)) == 0
-                         else decimal_texts(COSTS, "5")),
-                    draw(st.sampled_from(paths)), lo, hi,
-                ))
+                rules.append(
+                    Rule(
+                        product,
+                        event,
+                        draw(st.sampled_from(("credits",) * 3 + ("tokens",))),
+                        draw(
+                            st.sampled_from(HUGE_COSTS)
+                            if draw(st.integers(0, 15)) == 0
+                            else decimal_texts(COSTS, "5")
+                        ),
+                        draw(st.sampled_from(paths)),
+                        lo,
+                        hi,
+                    )
+                )
 
     # seat assignments: per time slot, a matching of users to seats (merged when unchanged)
     cuts = breakpoints(-1, grid_hi + 1, 3)
@@ -663,10 +762,18 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 k = (start - BASE) // STEP + draw(st.integers(1, 6))
                 expires = at(k, draw(eps))
             expires = max(expires, start + US)
-        grants.append(Grant(
-            gid, customer, seat, currency, draw(decimal_texts(AMOUNTS, "30")), start, expires,
-            draw(st.sampled_from((None, 10, 50, 90))),
-        ))
+        grants.append(
+            Grant(
+                gid,
+                customer,
+                seat,
+                currency,
+                draw(decimal_texts(AMOUNTS, "30")),
+                start,
+                expires,
+                draw(st.sampled_from((None, 10, 50, 90))),
+            )
+        )
 
     # signals; some aimed at a seat: its user, at the instant its seat grant or the assignment
     # begins or ends (a tie), or inside
@@ -682,8 +789,11 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     signals: list[Signal] = []
     keys: list[str] = []
     for _ in range(draw(st.integers(1, 12))):
-        aim = draw(st.sampled_from(seat_windows)) if seat_windows and draw(
-            st.integers(0, 2)) == 0 else None
+        aim = (
+            draw(st.sampled_from(seat_windows))
+            if seat_windows and draw(st.integers(0, 2)) == 0
+            else None
+        )
         customer = draw(st.sampled_from(("cus_a",) * 4 + ("cus_b",) * 3 + ("cus_zzz",)))
         if aim is not None:
             customer = SEATS[aim[0].seat]
@@ -696,13 +806,31 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             attribution = (field_, product)
             event = draw(st.sampled_from(EVENTS.get(product, ("ev_q",)) + ("ev_q", "ev_n")))
         if aim is not None:
-            attribution, event = ("externalProductId", "prod_x"), draw(
-                st.sampled_from(("ev_q", "ev_fixed", "ev_fixed")))
+            attribution, event = (
+                ("externalProductId", "prod_x"),
+                draw(st.sampled_from(("ev_q", "ev_fixed", "ev_fixed"))),
+            )
         data = None
         if aim is not None or draw(st.integers(0, 5)):
             parts = []
-            user = draw(st.sampled_from((None, '"u1"', '"u1"', '"u1"', '"u2"', '"u2"', '"u3"',
-                                         '"u4"', '"u4"', '"ux"', "7", "null")))
+            user = draw(
+                st.sampled_from(
+                    (
+                        None,
+                        '"u1"',
+                        '"u1"',
+                        '"u1"',
+                        '"u2"',
+                        '"u2"',
+                        '"u3"',
+                        '"u4"',
+                        '"u4"',
+                        '"ux"',
+                        "7",
+                        "null",
+                    )
+                )
+            )
             if aim is not None:
                 user = json.dumps(aim[0].user)
             if user is not None:
@@ -733,10 +861,17 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             _, begin, end = aim
             t = draw(st.sampled_from((begin, min(begin + STEP, end - US), end - US, end)))
             t = min(t, hi_t - US)
-        signals.append(Signal(
-            draw(st.sampled_from(("externalCustomerId", "externalCustomerId", "customerId"))),
-            customer, attribution, event, t, data, key,
-        ))
+        signals.append(
+            Signal(
+                draw(st.sampled_from(("externalCustomerId", "externalCustomerId", "customerId"))),
+                customer,
+                attribution,
+                event,
+                t,
+                data,
+                key,
+            )
+        )
 
     # landing batches (each non-empty) and the configuration of the earlier runs
     n = len(signals)
@@ -758,19 +893,28 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 notes.append(f"{g.id} changed")
                 starts = g.starts_at - draw(st.sampled_from((0, 0, 1, 4))) * STEP
                 g = replace(
-                    g, amount=draw(decimal_texts(AMOUNTS, "30")),
-                    priority=draw(st.sampled_from((None, 10, 90))), starts_at=starts,
+                    g,
+                    amount=draw(decimal_texts(AMOUNTS, "30")),
+                    priority=draw(st.sampled_from((None, 10, 90))),
+                    starts_at=starts,
                     expires_at=draw(st.sampled_from((None, g.starts_at + STEP))),
                 )
             early_grants.append(g)
         if draw(st.booleans()):  # a grant that only the earlier runs know about
             # (when it starts before everything else, the ledger's first day moves later)
             customer, seat = draw(st.sampled_from(RECIPIENTS))
-            early_grants.append(Grant(
-                "g_transient", customer, seat, "credits", draw(decimal_texts(AMOUNTS, "30")),
-                instant(-6, grid_hi), None,
-                draw(st.sampled_from((None, 10, 90))),
-            ))
+            early_grants.append(
+                Grant(
+                    "g_transient",
+                    customer,
+                    seat,
+                    "credits",
+                    draw(decimal_texts(AMOUNTS, "30")),
+                    instant(-6, grid_hi),
+                    None,
+                    draw(st.sampled_from((None, 10, 90))),
+                )
+            )
             notes.append("transient grant")
         if draw(st.booleans()):  # only grants differ: nothing else forces a re-pricing
             early = Config(tuple(rules), tuple(assignments), tuple(early_grants))
@@ -783,8 +927,11 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     return Scenario(final, tuple(signals), batches, early, notes)
 
 
-@settings(max_examples=200, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(scenarios())
 def test_engine_matches_reference_model(scenario: Scenario) -> None:
     priced = reference_pricing(scenario.final, scenario.signals)
@@ -807,20 +954,43 @@ def _at(day: int, hour: int = 0, us: int = 0) -> datetime:
     return BASE + timedelta(days=day, hours=hour, microseconds=us)
 
 
-def _signal(t: datetime, data: str | None = None, *, event: str = "ev_q",
-            product: str = "prod_x", customer: str = "cus_a", key: str | None = None) -> Signal:
-    return Signal("externalCustomerId", customer, ("externalProductId", product), event, t,
-                  data, key)
+def _signal(
+    t: datetime,
+    data: str | None = None,
+    *,
+    event: str = "ev_q",
+    product: str = "prod_x",
+    customer: str = "cus_a",
+    key: str | None = None,
+) -> Signal:
+    return Signal(
+        "externalCustomerId", customer, ("externalProductId", product), event, t, data, key
+    )
 
 
-def _rule(event: str, currency: str, cost: str, path: str | None, product: str = "prod_x",
-          valid_from: datetime | None = None, valid_until: datetime | None = None) -> Rule:
+def _rule(
+    event: str,
+    currency: str,
+    cost: str,
+    path: str | None,
+    product: str = "prod_x",
+    valid_from: datetime | None = None,
+    valid_until: datetime | None = None,
+) -> Rule:
     return Rule(product, event, currency, Decimal(cost), path, valid_from, valid_until)
 
 
-def _grant(gid: str, amount: str, starts: datetime, expires: datetime | None = None, *,
-           seat: str | None = None, currency: str = "credits", priority: int | None = None,
-           customer: str = "cus_a") -> Grant:
+def _grant(
+    gid: str,
+    amount: str,
+    starts: datetime,
+    expires: datetime | None = None,
+    *,
+    seat: str | None = None,
+    currency: str = "credits",
+    priority: int | None = None,
+    customer: str = "cus_a",
+) -> Grant:
     return Grant(gid, customer, seat, currency, Decimal(amount), starts, expires, priority)
 
 
@@ -829,11 +999,13 @@ def _scenario(config: Config, signals: list[Signal]) -> Scenario:
 
 
 def test_rounding_half_away_from_zero_and_quantities() -> None:
-    config = Config(rules=(
-        _rule("ev_q", "credits", "0.000001", "$.quantity"),
-        _rule("ev_n", "credits", "0.000003", "usage.n", product="prod_y"),
-        _rule("ev_fixed", "tokens", "1.5", None),
-    ))
+    config = Config(
+        rules=(
+            _rule("ev_q", "credits", "0.000001", "$.quantity"),
+            _rule("ev_n", "credits", "0.000003", "usage.n", product="prod_y"),
+            _rule("ev_fixed", "tokens", "1.5", None),
+        )
+    )
     signals = [
         _signal(_at(0, 1), '{"quantity": 0.5}'),  # 0.0000005 -> 0.000001
         _signal(_at(0, 2), '{"usage": {"n": 0.5}}', event="ev_n", product="prod_y"),  # 0.000002
@@ -849,10 +1021,16 @@ def test_rounding_half_away_from_zero_and_quantities() -> None:
     ]
     priced = reference_pricing(config, tuple(signals))
     assert [(p.status, p.credits) for p in priced.values()] == [
-        ("priced", Decimal("0.000001")), ("priced", Decimal("0.000002")),
-        ("priced", Decimal("0.000003")), ("priced", Decimal("0")), ("priced", Decimal("0")),
-        ("priced", Decimal("1.5")), ("invalid_quantity", 0), ("invalid_quantity", 0),
-        ("invalid_quantity", 0), ("priced", Decimal("123456789.012346")),
+        ("priced", Decimal("0.000001")),
+        ("priced", Decimal("0.000002")),
+        ("priced", Decimal("0.000003")),
+        ("priced", Decimal("0")),
+        ("priced", Decimal("0")),
+        ("priced", Decimal("1.5")),
+        ("invalid_quantity", 0),
+        ("invalid_quantity", 0),
+        ("invalid_quantity", 0),
+        ("priced", Decimal("123456789.012346")),
         ("unpriced", 0),
     ]
     run_scenario(_scenario(config, signals))
@@ -863,8 +1041,10 @@ def test_ties_at_one_instant() -> None:
     spends happen; overage from before is repaid by the grants starting, in burn order."""
     noon, next_day = _at(0, 12), _at(1)
     config = Config(
-        rules=(_rule("ev_q", "credits", "1", "$.quantity"),
-               _rule("ev_fixed", "tokens", "0.5", None)),
+        rules=(
+            _rule("ev_q", "credits", "1", "$.quantity"),
+            _rule("ev_fixed", "tokens", "0.5", None),
+        ),
         assignments=(Assignment("seat_a1", "u1", noon, None),),
         grants=(
             _grant("g_old", "5", _at(0), noon),
@@ -890,7 +1070,16 @@ def test_ties_at_one_instant() -> None:
     ]
     priced = reference_pricing(config, tuple(signals))
     assert [p.recipient[2] for p in priced.values()] == [
-        "cus_a", "cus_a", "cus_a", "cus_a", "cus_a", "seat_a1", "cus_a", "cus_a", "cus_a"]
+        "cus_a",
+        "cus_a",
+        "cus_a",
+        "cus_a",
+        "cus_a",
+        "seat_a1",
+        "cus_a",
+        "cus_a",
+        "cus_a",
+    ]
     ledger = reference_ledger(config.grants, priced, _at(0).date(), _at(1).date())
     last = {row[1]: row[2:] for row in ledger.grant_rows if row[0] == _at(1).date()}
     assert last == {
@@ -926,8 +1115,9 @@ def test_large_credits_do_not_abort_pricing() -> None:
 
 
 def test_removed_early_grant_leaves_no_ledger_rows() -> None:
-    early = Config(rules=(_rule("ev_q", "credits", "1", None),),
-                   grants=(_grant("g_gone", "5", _at(0)),))
+    early = Config(
+        rules=(_rule("ev_q", "credits", "1", None),), grants=(_grant("g_gone", "5", _at(0)),)
+    )
     final = replace(early, grants=())
     signals = (_signal(_at(1, 1)), _signal(_at(1, 2)))
     run_scenario(Scenario(final, signals, (1, 2), early))

@@ -121,3 +121,27 @@ def test_config_error_is_one_line(tmp_path):
     proc = tally("run", home=home, check=False)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: a.yaml: grants[0]") and "Traceback" not in proc.stderr
+
+
+def test_signals_dated_in_the_future_are_priced(demo_home, tmp_path):
+    """Clock skew or test data: a day after today still gets a partition and is priced."""
+    from datetime import UTC, datetime, timedelta
+
+    when = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT12:00:00Z")
+    f = tmp_path / "future.jsonl"
+    signal = {
+        "eventName": "email_sent",
+        "customer": {"externalCustomerId": "cus_acme"},
+        "attribution": {"externalProductId": "outreach"},
+        "timestamp": when,
+        "idempotencyKey": "future-1",
+    }
+    f.write_text(json.dumps(signal) + "\n")
+    tally("ingest", str(f), home=demo_home)
+    assert "done: billing run" in tally("run", home=demo_home).stdout
+    con = duckdb.connect(str(demo_home / "warehouse.duckdb"), read_only=True)
+    status = con.execute(
+        "SELECT status FROM fact_signal WHERE idempotency_key = 'future-1'"
+    ).fetchall()
+    assert status == [("priced",)]
+    assert "everything is up to date" in tally("run", home=demo_home).stdout

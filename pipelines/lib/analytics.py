@@ -132,10 +132,8 @@ def breakdown(
             terms.append(f"hot_key_{int(position)} AS {alias}")
         else:
             params[f"k{n}"] = to_json_pointer(segments)
-            terms.append(
-                f"CASE WHEN json_type(json_extract(data, $k{n})) <> 'NULL' "
-                f"THEN json_extract(data, $k{n}) END AS {alias}"
-            )
+            # One JSON parse per signal; JSON null groups with a missing key.
+            terms.append(f"nullif(json_extract(data, $k{n}), 'null'::JSON) AS {alias}")
     params.update(
         from_ts=_day(from_day, "--from"),
         to_ts=_day(to_day, "--to"),

@@ -97,7 +97,8 @@ def ledger_inputs(config: Config) -> dict[str, _Entity]:
 class State:
     """What the engine's outputs were computed from (persisted as engine/state.json)."""
 
-    priced: dict[str, list[int]] = field(default_factory=dict)  # day -> [lake version, generation]
+    # day -> [lake version, generation, last landing sequence number priced]
+    priced: dict[str, list[int]] = field(default_factory=dict)
     generation: int = 0  # bumped every time a day is priced
     ledger_seen: dict[str, int] = field(default_factory=dict)  # day -> generation the ledger used
     pricing_global: str = ""
@@ -197,7 +198,7 @@ def make_plan(home: Home, config: Config, lake: Lake, until: date | None = None)
         ledger_from = first
     else:
         changed = list(price_days) + [
-            d for d, (_, gen) in state.priced.items() if state.ledger_seen.get(d) != gen
+            d for d, (_, gen, *_) in state.priced.items() if state.ledger_seen.get(d) != gen
         ]
         _, grant_spans = _changed_days(state.ledger_grants, ledger_inputs(config))
         changed += [s[0] for s in grant_spans if s[0] is not None]
@@ -226,21 +227,30 @@ def price(
     state = State.load(home.engine_dir / "state.json")
     versions = lake.partitions()
     local = threading.local()
+    pricing_global, entities = pricing_inputs(config)
+    _, spans = _changed_days(state.pricing_entities, entities)
+    config_same = pricing_global == state.pricing_global
+
+    def since(day: str) -> int | None:
+        """The last sequence number priced for `day`, if only new signals arrived since."""
+        known = state.priced.get(day, [])
+        if config_same and len(known) == 3 and not any(_overlaps(day, s) for s in spans):
+            return known[2]
+        return None
 
     def one(day: str) -> PricedDay:
         if not hasattr(local, "con"):
             local.con = connect()
             local.prepared = prepare(local.con, config)
-        return price_day(local.con, lake, home.engine_dir, day, local.prepared)
+        return price_day(local.con, lake, home.engine_dir, day, local.prepared, since(day))
 
     with ThreadPoolExecutor(max_workers=max(1, PRICING_THREADS)) as pool:
         out = list(pool.map(one, days))
-    for day in days:
+    for day, priced in zip(days, out, strict=True):
         state.generation += 1
-        state.priced[day] = [versions.get(day, 0), state.generation]
+        state.priced[day] = [versions.get(day, 0), state.generation, priced.max_seq]
         if progress:
             progress(day)
-    pricing_global, entities = pricing_inputs(config)
     state.pricing_global = pricing_global
     state.pricing_entities = {k: [e.fingerprint, e.first, e.last] for k, e in entities.items()}
     state.save(home.engine_dir / "state.json")
@@ -261,7 +271,7 @@ def ledger(home: Home, config: Config, first: str, last: str, ledger_first: str)
     )
     state = State.load(home.engine_dir / "state.json")
     state.ledger_first = ledger_first
-    state.ledger_seen = {d: gen for d, (_, gen) in state.priced.items()}
+    state.ledger_seen = {d: gen for d, (_, gen, *_) in state.priced.items()}
     state.ledger_last = last
     state.ledger_grants = {
         k: [e.fingerprint, e.first, e.last] for k, e in ledger_inputs(config).items()

@@ -71,6 +71,7 @@ class PricedDay:
     rows: int
     credits: Decimal
     statuses: dict[str, int]
+    max_seq: int = 0  # the last landing sequence number this pricing covered
 
 
 def fact_signal_path(engine_dir: Path, day: str) -> Path:
@@ -149,23 +150,41 @@ def empty_rollup(config: Config) -> pa.Table:
 
 
 def price_day(
-    con: duckdb.DuckDBPyConnection, lake: Lake, engine_dir: Path, day: str, prepared: Prepared
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    engine_dir: Path,
+    day: str,
+    prepared: Prepared,
+    since: int | None = None,
 ) -> PricedDay:
-    """Price every landed signal of `day` and replace that day's `fact_signal` partition."""
+    """Price the landed signals of `day` and replace that day's `fact_signal` partition.
+
+    With `since` (the last landing sequence number already priced, when neither the signals
+    nor the configuration of that day changed otherwise), only later signals (late arrivals) are
+    priced and appended to the day's existing rows: pricing a signal never depends on the others.
+    """
     files = [str(f.path) for f in lake.files(date=day)]
     out = fact_signal_path(engine_dir, day)
     if not files:
         out.unlink(missing_ok=True)
         rollup_path(engine_dir, day).unlink(missing_ok=True)
-        return PricedDay(day, 0, Decimal(0), {})
-    con.read_parquet(files).create_view("landed", replace=True)
+        return PricedDay(day, 0, Decimal(0), {}, 0)
+    landed = con.read_parquet(files)
+    max_seq = landed.aggregate("max(seq)").fetchall()[0][0]
     sql = load_sql("priced_signal").replace("{hot_columns}", prepared.hot_columns)
+    params: dict = {"pointers": prepared.pointers}
+    if since is not None and out.exists():
+        # `since` is our own integer from state.json (the relation API takes no parameters).
+        landed.filter(f"seq > {int(since)}").create_view("landed", replace=True)
+        con.read_parquet(str(out)).create_view("already_priced", replace=True)
+        sql = f"SELECT * FROM already_priced UNION ALL BY NAME ({sql})"
+    else:
+        landed.create_view("landed", replace=True)
     tmp = temp_path(out)
     # DuckDB writes the Parquet itself (in parallel, without a trip through Python).
-    con.execute(
-        f"COPY ({sql}) TO $out (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)",
-        {"pointers": prepared.pointers, "out": str(tmp)},
-    )
+    params["out"] = str(tmp)
+    con.execute(f"COPY ({sql}) TO $out (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)",
+                params)
     publish_file(tmp, out)
     con.read_parquet(str(out)).create_view("fact", replace=True)
     rollup = rollup_path(engine_dir, day)
@@ -186,4 +205,5 @@ def price_day(
         rows=sum(n for _, n, _ in counts),
         credits=sum((c for _, _, c in counts), Decimal(0)),
         statuses={status: n for status, n, _ in counts},
+        max_seq=max_seq,
     )

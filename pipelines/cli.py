@@ -340,6 +340,77 @@ def keys(
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
+def _write_output(text: str, out_path: Path | None, what: str) -> None:
+    """`text` to `out_path` (replaced atomically) or, without one, to stdout."""
+    if out_path is None:
+        sys.stdout.write(text)
+        return
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out_path)
+    err.print(f"wrote {what} to {out_path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def statement(
+    customer: Annotated[str, typer.Option(help="Customer (external id).")],
+    month: Annotated[str, typer.Option(help="Month (YYYY-MM, UTC).")],
+    home: HomeOpt = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="html, json or csv (default: from --out's suffix, or json)."),
+    ] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """A customer's monthly statement: final once the month has closed (its end plus
+    TALLY_STATEMENT_GRACE_DAYS, default 3), else open. Finalizes the months that are due."""
+    from pipelines.lib.closing import statement as get_statement
+    from pipelines.lib.render import FORMATS
+    from pipelines.lib.statements import Month, StatementError
+
+    suffix = out_path.suffix.lstrip(".").lower() if out_path else ""
+    fmt = fmt or (suffix if suffix in FORMATS else "json")
+    if fmt not in FORMATS:
+        raise fail(f"--format must be html, json or csv, not {fmt!r}")
+    h = _home(home)
+    try:
+        doc = get_statement(h, customer, Month.parse(month))
+    except StatementError as exc:
+        raise fail(str(exc)) from None
+    _write_output(FORMATS[fmt](doc), out_path, f"the {doc['status']} statement of {month}")
+
+
+@app.command()
+def report(
+    home: HomeOpt = None,
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", help="HTML file to write (default: <home>/reports/report.html)."),
+    ] = None,
+    days: Annotated[int, typer.Option(help="Days of consumption and data quality shown.")] = 30,
+) -> None:
+    """One self-contained HTML overview: balances and burn rates, pools and seats nearing zero
+    or in overage, expiring credits, and data-quality exceptions."""
+    from pipelines.lib.report import ReportError, write
+
+    h = _home(home)
+    target = out_path or h.root / "reports" / "report.html"
+    try:
+        built = write(h, target, days)
+    except ReportError as exc:
+        raise fail(str(exc)) from None
+    out.print(
+        f"wrote the report as of {built.as_of} to {target}: {built.pools} pool(s), "
+        f"{built.attention} nearing zero or in overage, {built.expiring} expiring grant(s), "
+        f"{built.exceptions:,} uncharged signal(s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @app.command()
 def ui(
     home: HomeOpt = None,
@@ -364,6 +435,51 @@ def ui(
     ]
     out.print(f"Dagster UI on http://{host}:{port} (Ctrl-C to stop)")
     raise typer.Exit(subprocess.call(cmd, cwd=REPO))
+
+
+def _tokens(token_file: Path | None) -> list[str]:
+    """API tokens from `--token-file` (one per line) and `$TALLY_API_TOKENS` (comma-separated)."""
+    tokens = [t.strip() for t in os.environ.get("TALLY_API_TOKENS", "").split(",")]
+    if token_file is not None:
+        try:
+            tokens += [line.strip() for line in token_file.read_text().splitlines()]
+        except OSError as exc:
+            raise fail(f"cannot read --token-file {token_file}: {exc.strerror}") from None
+    tokens = [t for t in tokens if t and not t.startswith("#")]
+    if not tokens:
+        raise fail("no API tokens: set TALLY_API_TOKENS=tok1,tok2 or pass --token-file FILE")
+    return tokens
+
+
+@app.command()
+def serve(
+    home: HomeOpt = None,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    token_file: Annotated[
+        Path | None, typer.Option(help="File of bearer tokens, one per line.")
+    ] = None,
+    run_every: Annotated[
+        float,
+        typer.Option(help="Seconds between billing runs when something changed (0: never)."),
+    ] = 60.0,
+    max_body_mb: Annotated[int, typer.Option(help="Largest request body, in MiB.")] = 32,
+) -> None:
+    """The Paid-compatible HTTP API: point `Paid(base_url="http://HOST:PORT/api/v2")` here."""
+    import uvicorn
+
+    from pipelines.api.app import create_app
+
+    h = _home(home)
+    tokens = _tokens(token_file)
+    h.config_dir.mkdir(parents=True, exist_ok=True)
+    application = create_app(h, tokens, max_body_mb << 20, run_every or None)
+    runs = f"billing run every {run_every:g} s when needed" if run_every else "no billing runs"
+    out.print(
+        f"Tally API on http://{host}:{port}/api/v2 for {h.root} ({len(tokens)} token(s); {runs})",
+        highlight=False,
+    )
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
 
 
 @app.command()

@@ -6,6 +6,8 @@ WITH RECURSIVE node(event_name, ts, keys, value, depth) AS (
     FROM fact_signal
     WHERE data IS NOT NULL
       AND ($event IS NULL OR event_name = $event)
+      AND ($from_ts IS NULL OR timestamp >= CAST($from_ts AS TIMESTAMPTZ))
+      AND ($to_ts IS NULL OR timestamp < CAST($to_ts AS TIMESTAMPTZ))
     UNION ALL
     SELECT n.event_name, n.ts, list_append(n.keys, k),
            json_extract(n.value, '/' || replace(replace(k, '~', '~0'), '/', '~1')), n.depth + 1

@@ -54,6 +54,19 @@ LEFT JOIN (
     QUALIFY date = max(date) OVER ()
 ) AS b USING (grant_id);
 
+-- What the final monthly statements said (pipelines/lib/closing.py): per month, recipient and
+-- currency the month's own figures (kind 'statement') and the adjustment lines each carried for
+-- earlier months (kind 'adjustment').
+CREATE VIEW statement_line AS
+SELECT *
+FROM read_parquet({statement_line}, hive_partitioning = false);
+
+-- Adjustments to closed months: what the ledger now says for a month whose statement is final,
+-- minus what was stated; 'pending' in the first open month's statement, 'final' once carried by
+-- a final statement (`SELECT * FROM statement_adjustment WHERE customer_id = 'cus_acme'`).
+CREATE VIEW statement_adjustment AS
+{statement_adjustment_sql};
+
 -- Balances as of a day: the snapshot rows of that day (`SELECT * FROM balances_as_of('2026-11-14')`).
 CREATE MACRO balances_as_of(day) AS TABLE
 SELECT * FROM balance_snapshot WHERE date = CAST(day AS DATE);

@@ -992,3 +992,37 @@ def test_loading_is_pure(tmp_path: Path) -> None:
 def test_config_error_accepts_a_single_message() -> None:
     assert ConfigError("boom").errors == ["boom"]
     assert str(ConfigError(["a", "b"])) == "a\nb"
+
+
+SEATS = """\
+currencies: [{key: credits}]
+customers: [{external_id: acme}]
+users: [{customer: acme, external_id: u1}, {customer: acme, external_id: u2}]
+seats: [{id: s1, customer: acme, assignments: [{user: u1, from: 2026-01-01T00:00:00Z,
+                                                until: 2026-02-01T00:00:00Z}]}]
+"""
+
+
+def test_seat_assignments_section_merges_with_the_seat() -> None:
+    api = (
+        "seat_assignments:\n  - {seat: s1, user: u2, from: 2026-02-01T00:00:00Z}\n"
+        "api_records: {anything: {createdAt: x}}\n"
+    )
+    config = parse_config({"company.yaml": SEATS, "api.yaml": api})
+    (seat,) = config.seats
+    assert [(a.user_id, a.valid_from.month) for a in seat.assignments] == [("u1", 1), ("u2", 2)]
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("{seat: nope, user: u2}", "unknown seat 'nope'"),
+        ("{seat: s1, user: u2, from: 2026-01-15T00:00:00Z}", "overlap"),
+        ("{seat: s1, user: ghost}", "unknown user 'ghost'"),
+    ],
+)
+def test_seat_assignments_section_is_validated(entry: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"company.yaml": SEATS, "api.yaml": f"seat_assignments:\n  - {entry}\n"})
+    assert any(problem in e and e.startswith("api.yaml: seat_assignments[0]") for e in
+               info.value.errors), info.value.errors

@@ -9,6 +9,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipelines.lib.lake import Lake
 from pipelines.lib.signals import (
@@ -328,3 +330,29 @@ def test_recovery_removes_orphans_of_a_crashed_batch(lake):
     report = ingest_signals(lake, [sig(idempotencyKey="b")])
     assert report.ingested == 1 and not orphan.exists()
     assert len(landed(lake)) == 2
+
+
+@given(
+    batches=st.lists(
+        st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "c", "", "x" * 500])), max_size=8),
+        min_size=1,
+        max_size=5,
+    )
+)
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_small_and_large_batch_duplicate_paths_agree(batches, tmp_path_factory, monkeypatch):
+    """HTTP-sized batches find duplicates with lists, file-sized ones with Polars: same flags."""
+    from pipelines.lib import lake as lake_module
+
+    results = []
+    for small in (0, 1_000_000):
+        monkeypatch.setattr(lake_module, "SMALL_BATCH", small)
+        lake = Lake(tmp_path_factory.mktemp("lake"))
+        for batch in batches:
+            ingest_signals(lake, [sig(idempotencyKey=k) for k in batch])
+        results.append(
+            [(r["idempotency_key"], r["is_duplicate"], r["duplicate_of"]) for r in landed(lake)]
+        )
+    assert results[0] == results[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -160,10 +160,17 @@ def _style(key: str) -> str:
     return re.sub(r"[^0-9a-z]", "", key.lower())
 
 
-def data_keys(warehouse: Path, event: str | None = None) -> KeyReport:
-    """Every data path per event with types, counts, first/last seen, plus spelling warnings."""
+def data_keys(
+    warehouse: Path,
+    event: str | None = None,
+    from_ts: datetime | None = None,
+    to_ts: datetime | None = None,
+) -> KeyReport:
+    """Every data path per event with types, counts, first/last seen, plus spelling warnings;
+    optionally only signals with `from_ts <= timestamp < to_ts`."""
     con = _open(warehouse)
-    rel = con.execute(load_sql("data_keys"), {"event": event})
+    params = {"event": event, "from_ts": from_ts, "to_ts": to_ts}
+    rel = con.execute(load_sql("data_keys"), params)
     columns = [d[0] for d in rel.description]
     rows = [dict(zip(columns, r, strict=True)) for r in rel.fetchall()]
     con.close()

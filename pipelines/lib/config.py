@@ -41,7 +41,18 @@ import yaml
 
 from pipelines.lib.paths import PathError, format_path, parse_path, to_json_pointer
 
-SECTIONS = ("currencies", "customers", "products", "users", "seats", "grants", "hot_keys")
+SECTIONS = (
+    "currencies",
+    "customers",
+    "products",
+    "users",
+    "seats",
+    "seat_assignments",
+    "grants",
+    "hot_keys",
+)
+# A section the parser skips: the HTTP API keeps its own records (timestamps, contact fields) there.
+API_RECORDS = "api_records"
 # Data paths extracted into columns while pricing, so breakdowns on them do not parse JSON again.
 DEFAULT_HOT_KEYS = ("external_user_id", "team", "department")
 DEFAULT_PRIORITY = 50
@@ -474,6 +485,13 @@ def _read_seat(e: _Entry, found: _Found) -> None:
         found.seats.append((e.where, Seat(sid, cid)))
 
 
+def _read_seat_assignment(e: _Entry, found: _Found) -> None:
+    """An assignment kept apart from its seat's entry (e.g. made through the HTTP API)."""
+    sid, uid, span = e.need("seat", _ident), e.need("user", _ident), e.span("from", "until")
+    if sid is not None and uid is not None and span is not None:
+        found.assignments.append((e.where, SeatAssignment(sid, uid, *span)))
+
+
 def _read_grant(e: _Entry, found: _Found) -> None:
     gid, cid = e.need("id", _ident), e.need("customer", _ident)
     currency, amount = e.need("currency", _ident), e.need("amount", _amount)
@@ -500,6 +518,11 @@ _READERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[_Entry, _F
         _read_user,
     ),
     "seats": (("id",), ("id", "customer", "assignments"), _read_seat),
+    "seat_assignments": (
+        ("seat", "user"),
+        ("seat", "user", "from", "until"),
+        _read_seat_assignment,
+    ),
     "grants": (
         ("id",),
         (
@@ -538,6 +561,8 @@ def _read_source(name: str, text: str, errors: list[str], found: _Found) -> None
         errors.append(f"{name}: the top level must map section names ({', '.join(SECTIONS)})")
         return
     for section, entries in document.items():
+        if section == API_RECORDS:
+            continue  # the HTTP API's own bookkeeping (pipelines/api/store.py); not billing data
         if section not in _READERS and section != "hot_keys":
             hint = difflib.get_close_matches(str(section), SECTIONS, n=1)
             tip = f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -626,6 +651,9 @@ def _check(found: _Found, errors: list[str]) -> None:
         known(where, "customer", item.customer_id, customers)
     for where, rule in found.rules:
         known(where, "currency", rule.currency, currencies)
+    found.assignments = [
+        (where, a) for where, a in found.assignments if known(where, "seat", a.seat_id, seats)
+    ]
     for where, assignment in found.assignments:
         customer = seats[assignment.seat_id].customer_id
         if customer in customers and (customer, assignment.user_id) not in users:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import struct
 import threading
@@ -52,6 +53,7 @@ import pyarrow.parquet as pq
 SIGNALS = "signals"
 REJECTS = "rejects"
 COMPACT_FANIN = 4  # merge a size tier once it holds this many files
+SMALL_BATCH = 20_000  # rows up to which duplicates are found with plain lists (HTTP requests)
 GC_GRACE_SECONDS = float(os.environ.get("TALLY_GC_GRACE_SECONDS", "600"))
 _I64 = struct.Struct(">q")
 
@@ -105,6 +107,8 @@ class LandResult:
     duplicates: int
     failed: int
     batch: int | None
+    # Per accepted signal, in the order given to `land`: True where it was a duplicate.
+    duplicate_flags: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,7 @@ def _packed_keys(keys: pl.Expr) -> pl.Expr:
     )
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -235,6 +239,7 @@ class Lake:
             for name in ("meta", "idem", "files", "parts", "tomb", "intent")
         }
         self._thread_lock = threading.Lock()
+        self._untidy: set[str] = set()  # partitions landed into since the last compaction
 
     # ----------------------------------------------------------------- writer lock and recovery
     @contextmanager
@@ -273,13 +278,18 @@ class Lake:
 
     # ----------------------------------------------------------------------------- landing
     def land(
-        self, incoming: pa.Table, rejects: pa.Table | None = None, source: str = ""
+        self,
+        incoming: pa.Table,
+        rejects: pa.Table | None = None,
+        source: str = "",
+        tidy: bool = True,
     ) -> LandResult:
         """Land validated signals (`INCOMING_COLUMNS`) and rejects (`location, reason, raw`).
 
         Assigns `seq`, `signal_id` and `received_at`, defaults `timestamp` to `received_at`, and
         flags every signal whose idempotency key was seen before (in history or earlier in this
         batch) as a duplicate of the first copy. Returns only after everything is durable.
+        `tidy=False` leaves compaction to a later `tidy()` (after the caller acknowledged).
         """
         n_rejects = 0 if rejects is None else rejects.num_rows
         if incoming.num_rows == 0 and n_rejects == 0:
@@ -304,16 +314,36 @@ class Lake:
                 self._set_meta(txn, "next_batch", batch + 1)
                 self._set_meta(txn, "last_received_us", received_us)
                 txn.delete(_I64.pack(batch), db=self._db["intent"])
-            for date in sorted({lf.date for lf in written if lf.kind == SIGNALS}):
-                self._compact(SIGNALS, date)
-            self._collect_garbage()
-        duplicates = table.num_rows and pc.sum(table["is_duplicate"]).as_py() or 0
+            self._untidy.update(lf.date for lf in written if lf.kind == SIGNALS)
+            if tidy:
+                self._tidy()
+        flags = table["is_duplicate"].to_numpy(zero_copy_only=False).astype(bool)
+        duplicates = int(flags.sum())
         return LandResult(
             ingested=table.num_rows - duplicates,
             duplicates=duplicates,
             failed=n_rejects,
             batch=batch,
+            duplicate_flags=flags,
         )
+
+    def tidy(self) -> None:
+        """Compact what `land(..., tidy=False)` left (a no-op when nothing is pending)."""
+        if self._untidy:
+            with self._writer():
+                self._tidy()
+
+    def _tidy(self) -> None:
+        """Compaction and garbage collection after a commit. The batch is already durable, so a
+        failure here must not fail the landing (a caller would retry what was acknowledged): it
+        is logged, and the next landing compacts again."""
+        try:
+            for date in sorted(self._untidy):
+                self._compact(SIGNALS, date)
+                self._untidy.discard(date)
+            self._collect_garbage()
+        except Exception:  # noqa: BLE001 - see docstring
+            logging.getLogger(__name__).exception("lake compaction failed; will retry later")
 
     def _stamp(self, incoming: pa.Table, seq0: int, received_us: int, source: str) -> pa.Table:
         n = incoming.num_rows
@@ -339,35 +369,15 @@ class Lake:
 
     def _flag_duplicates(self, table: pa.Table) -> tuple[pa.Table, list[tuple[bytes, bytes]]]:
         """First received wins, forever: flag later copies; return the new keys to index."""
-        keyed = pl.from_arrow(table.select(["seq", "idempotency_key"])).with_columns(
-            packed=_packed_keys(pl.col("idempotency_key"))
-        )
-        first_in_batch = pl.col("packed").is_not_null() & pl.col("packed").is_first_distinct()
-        # Sorted keys walk the B-tree in order: several times faster than random order.
-        first = keyed.filter(first_in_batch).select("packed", "seq").sort("packed")
-        packed = first["packed"].to_list()
-        with self._env.begin(db=self._db["idem"]) as txn:
-            history = {k: int(v) for k, v in txn.cursor().getmulti(packed)}
-        new_keys = list(
-            zip(packed, first["seq"].cast(pl.String).cast(pl.Binary).to_list(), strict=True)
-        )
-        # Duplicates are rare: find them with vectorized masks, then resolve the few in Python.
-        dup_mask = keyed.select(
-            pl.col("packed").is_not_null()
-            & (~first_in_batch | pl.col("packed").is_in(list(history)))
-        ).to_series()
+        small = table.num_rows <= SMALL_BATCH
+        dup_of, new_keys = (self._duplicates_small if small else self._duplicates_large)(table)
         n = table.num_rows
-        if not dup_mask.any():
+        if dup_of is None:
             return table.set_column(
                 table.schema.get_field_index("is_duplicate"),
                 "is_duplicate",
                 pa.array(np.zeros(n, dtype=bool)),
             ), new_keys
-        in_batch = dict(zip(packed, first["seq"].to_list(), strict=True))
-        dup_of = [None] * n
-        rows = keyed.with_row_index("row").filter(dup_mask)
-        for row, key in zip(rows["row"].to_list(), rows["packed"].to_list(), strict=True):
-            dup_of[row] = history.get(key, in_batch[key])
         dup_arr = pa.array(dup_of, pa.int64())
         is_dup = dup_arr.is_valid()
         ids = pc.if_else(
@@ -378,6 +388,66 @@ class Lake:
         )
         table = table.set_column(table.schema.get_field_index("duplicate_of"), "duplicate_of", ids)
         return table, new_keys
+
+    def _history(self, packed: list[bytes]) -> dict[bytes, int]:
+        """The first copy's sequence number of each key already landed (`packed` sorted:
+        sorted keys walk the B-tree in order, several times faster than random order)."""
+        with self._env.begin(db=self._db["idem"]) as txn:
+            return {k: int(v) for k, v in txn.cursor().getmulti(packed)}
+
+    def _duplicates_small(
+        self, table: pa.Table
+    ) -> tuple[list[int | None] | None, list[tuple[bytes, bytes]]]:
+        """Per-row lists: for the small batches of HTTP requests, cheaper than a DataFrame."""
+        keys = table["idempotency_key"].to_pylist()
+        seq0 = table["seq"][0].as_py() if table.num_rows else 0
+        first: dict[bytes, int] = {}
+        dup_of: list[int | None] = [None] * len(keys)
+        any_dup = False
+        for i, key in enumerate(keys):
+            if key is None:
+                continue
+            packed = _idem_key(key)
+            if packed in first:
+                dup_of[i], any_dup = first[packed], True
+            else:
+                first[packed] = seq0 + i  # seqs are consecutive in a stamped batch
+        ordered = sorted(first)
+        history = self._history(ordered)
+        if history:
+            any_dup = True
+            for i, key in enumerate(keys):
+                if key is not None:
+                    dup_of[i] = history.get(_idem_key(key), dup_of[i])
+        new_keys = [(k, str(first[k]).encode()) for k in ordered]
+        return (dup_of if any_dup else None), new_keys
+
+    def _duplicates_large(
+        self, table: pa.Table
+    ) -> tuple[list[int | None] | None, list[tuple[bytes, bytes]]]:
+        """Vectorized in Polars for large batches (files); the few duplicates resolved in Python."""
+        keyed = pl.from_arrow(table.select(["seq", "idempotency_key"])).with_columns(
+            packed=_packed_keys(pl.col("idempotency_key"))
+        )
+        first_in_batch = pl.col("packed").is_not_null() & pl.col("packed").is_first_distinct()
+        first = keyed.filter(first_in_batch).select("packed", "seq").sort("packed")
+        packed = first["packed"].to_list()
+        history = self._history(packed)
+        new_keys = list(
+            zip(packed, first["seq"].cast(pl.String).cast(pl.Binary).to_list(), strict=True)
+        )
+        dup_mask = keyed.select(
+            pl.col("packed").is_not_null()
+            & (~first_in_batch | pl.col("packed").is_in(list(history)))
+        ).to_series()
+        if not dup_mask.any():
+            return None, new_keys
+        in_batch = dict(zip(packed, first["seq"].to_list(), strict=True))
+        dup_of: list[int | None] = [None] * table.num_rows
+        rows = keyed.with_row_index("row").filter(dup_mask)
+        for row, key in zip(rows["row"].to_list(), rows["packed"].to_list(), strict=True):
+            dup_of[row] = history.get(key, in_batch[key])
+        return dup_of, new_keys
 
     def _plan_files(
         self, table: pa.Table, rejects: pa.Table | None, batch: int, received_us: int, source: str
@@ -436,7 +506,7 @@ class Lake:
                 )
             )
         for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            _fsync_dir(d)
+            fsync_dir(d)
         return written
 
     def _add_file(self, txn: lmdb.Transaction, lf: LakeFile) -> None:

@@ -25,6 +25,7 @@ def sql_literal(text: str) -> str:
 
 def _sources(home: Home, config: Config) -> dict[str, str]:
     """Each view's file glob as a SQL literal; an empty file of the right schema if none exist."""
+    from pipelines.lib.closing import LINE_SCHEMA, statements_dir
     from pipelines.lib.ledger import BALANCE_SCHEMA, EVENT_SCHEMA, GRANT_SCHEMA
     from pipelines.lib.pricing import empty_fact_signal, empty_rollup
 
@@ -36,6 +37,7 @@ def _sources(home: Home, config: Config) -> dict[str, str]:
         "credit_event": (home.engine_dir / "credit_event", EVENT_SCHEMA.empty_table),
         "signals": (home.lake / "signals", SIGNAL_SCHEMA.empty_table),
         "rejects": (home.lake / "rejects", REJECT_SCHEMA.empty_table),
+        "statement_line": (statements_dir(home) / "line", LINE_SCHEMA.empty_table),
     }
     out = {}
     for name, (directory, empty) in sources.items():
@@ -70,7 +72,9 @@ def publish(home: Home, config: Config) -> Path:
             con.register("_incoming", table)
             con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _incoming')
             con.unregister("_incoming")
-        script = load_sql("warehouse")
+        script = load_sql("warehouse").replace(
+            "{statement_adjustment_sql}", load_sql("statement_adjustment")
+        )
         for name, literal in _sources(home, config).items():
             script = script.replace("{" + name + "}", literal)
         con.execute(script)

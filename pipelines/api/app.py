@@ -1,0 +1,287 @@
+"""`tally serve`: the Paid-compatible HTTP API (../shared/reference/paid-api-compat.md).
+
+Routes live under `/api/v2/`, so an agent points `Paid(token=..., base_url=".../api/v2")` at Tally
+and changes nothing else. Every request needs `Authorization: Bearer <token>` (401 otherwise).
+Errors are JSON `{error, code, details?}`. Writes are safe to replay: signals de-duplicate by
+`idempotencyKey`, creates return what exists when the same thing is asked again, and no 5xx is
+returned after anything was committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pipelines.api import read, routes_ref
+from pipelines.api.errors import ApiError, bad_request, not_found
+from pipelines.api.http import (
+    DEFAULT_MAX_BODY,
+    Api,
+    body_of,
+    int_param,
+    json_body,
+    pagination,
+    reply,
+    time_param,
+)
+from pipelines.api.ingest import Committer, parse_bulk
+from pipelines.api.runner import Runner
+from pipelines.api.store import Store, iso
+from pipelines.lib.home import Home
+from pipelines.lib.lake import Lake
+
+log = logging.getLogger(__name__)
+PREFIX = "/api/v2"
+
+
+# --------------------------------------------------------------------------- auth and limits
+class Guard:
+    """Bearer-token auth (constant-time comparison) and the body size limit, before any route."""
+
+    def __init__(self, app: ASGIApp, tokens: list[str], max_body: int):
+        self.app, self.max_body = app, max_body
+        self.tokens = [t.encode() for t in tokens]
+
+    def _authorized(self, scope: Scope) -> bool:
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        given = header[7:] if header[:7].lower() == b"bearer " else b""
+        ok = False
+        for token in self.tokens:  # compare with every token: timing says nothing
+            ok |= hmac.compare_digest(given, token)
+        return ok and bool(given)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self._authorized(scope):
+            error = ApiError(401, "missing or invalid bearer token", "unauthorized")
+            headers = {"WWW-Authenticate": "Bearer"}
+            response = reply(error.body(), 401)
+            response.headers.update(headers)
+            await response(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            error = ApiError(413, f"the body is over the {self.max_body:,}-byte limit", "too_large")
+            await reply(error.body(), 413)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+# ---------------------------------------------------------------------------------- signals
+async def create_signals(request: Request, api: Api) -> Response:
+    body = await body_of(request, api)
+    validated = await asyncio.to_thread(parse_bulk, body)
+    request_id = uuid.uuid4().hex[:12]
+    ack = await asyncio.wrap_future(api.committer.submit(validated, request_id))
+    counts = {"ingested": ack.ingested, "duplicates": ack.duplicates, "failed": ack.failed}
+    if ack.failed:
+        first = ack.errors[0]
+        raise ApiError(
+            400,
+            f"{ack.failed} signal(s) rejected; the other {ack.ingested + ack.duplicates} landed",
+            "invalid_signals",
+            f"signals[{first['index']}]: {first['reason']}",
+            errors=ack.errors,
+            **counts,
+        )
+    return reply(counts)
+
+
+def _signal_item(row: dict[str, Any]) -> dict[str, Any]:
+    data = row["data"]
+    return {
+        "id": row["signal_id"],
+        "name": row["event_name"],
+        "createdAt": iso(row["received_at"]),
+        "customerId": row["customer_id"] or row["external_customer_id"],
+        "externalCustomerId": row["external_customer_id"] or row["customer_id"],
+        "productId": row["product_id"] or row["external_product_id"],
+        "externalProductId": row["external_product_id"] or row["product_id"],
+        "data": msgspec.Raw(data.encode()) if data else None,
+        "idempotencyKey": row["idempotency_key"],
+        "isDuplicate": row["is_duplicate"],
+    }
+
+
+async def list_signals(request: Request, api: Api) -> Response:
+    q = request.query_params
+    limit, offset = int_param(request, "limit", 100, 1000), int_param(request, "offset", 0)
+    found, total = await asyncio.to_thread(
+        read.signals,
+        api.lake,
+        seq=None,
+        name=q.get("signalName"),
+        customer_id=q.get("customerId"),
+        external_customer_id=q.get("externalCustomerId"),
+        product_id=q.get("productId"),
+        external_product_id=q.get("externalProductId"),
+        from_ts=time_param(request, "createdAtFrom"),
+        to_ts=time_param(request, "createdAtTo"),
+        limit=limit,
+        offset=offset,
+    )
+    return reply(
+        {"data": [_signal_item(r) for r in found], "pagination": pagination(limit, offset, total)}
+    )
+
+
+async def get_signal(request: Request, api: Api) -> Response:
+    ident = request.path_params["id"]
+    digits = ident.removeprefix("sig_")
+    if not (ident.startswith("sig_") and digits.isdigit()):
+        raise not_found("signal", ident)
+    found, _ = await asyncio.to_thread(
+        read.signals,
+        api.lake,
+        seq=int(digits),
+        name=None,
+        customer_id=None,
+        external_customer_id=None,
+        product_id=None,
+        external_product_id=None,
+        from_ts=None,
+        to_ts=None,
+        limit=1,
+        offset=0,
+    )
+    if not found:
+        raise not_found("signal", ident)
+    return reply(_signal_item(found[0]))
+
+
+# -------------------------------------------------------------------------------- analytics
+async def analytics_query(request: Request, api: Api) -> Response:
+    doc = await json_body(request, api)
+    query = doc.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise bad_request("query must be a non-empty string")
+    return reply(await asyncio.to_thread(read.analytics_query, api.home, query))
+
+
+async def analytics_schema(request: Request, api: Api) -> Response:
+    return reply(await asyncio.to_thread(read.schema, api.home))
+
+
+async def signals_metadata(request: Request, api: Api) -> Response:
+    from datetime import timedelta
+
+    from pipelines.lib.analytics import data_keys
+
+    to_ts = time_param(request, "toDate") or datetime.now(UTC)
+    from_ts = time_param(request, "fromDate") or to_ts - timedelta(days=30)
+    meta = {"fromDate": iso(from_ts), "toDate": iso(to_ts)}
+    if not api.home.warehouse.exists():
+        return reply({"signals": [], "meta": meta})
+    report = await asyncio.to_thread(
+        data_keys, api.home.warehouse, request.query_params.get("signalName"), from_ts, to_ts
+    )
+    by_event: dict[str, dict[str, list[str]]] = {}
+    for row in report.rows:
+        path = _dotted(row["path"])
+        types = by_event.setdefault(row["event_name"], {}).setdefault(path, [])
+        types.append(row["json_type"])
+    signals = [
+        {"signalName": event, "paths": [{"path": p, "types": t} for p, t in paths.items()]}
+        for event, paths in by_event.items()
+    ]
+    return reply({"signals": signals, "meta": meta | {"warnings": report.warnings}})
+
+
+def _dotted(path: str) -> str:
+    """`$.a.b` as the Paid API writes paths (`a.b`) when every segment is a plain key; other
+    paths (array indexes, keys with dots) keep Tally's unambiguous form (PRODUCT.md §4.4)."""
+    from pipelines.lib.paths import parse_path
+
+    segments = parse_path(path)
+    plain = all(isinstance(s, str) and s and "." not in s and '"' not in s for s in segments)
+    return ".".join(segments) if plain else path
+
+
+# ------------------------------------------------------------------------------------- app
+Handler = Callable[[Request, Api], Awaitable[Response]]
+
+
+def _route(path: str, handler: Handler, method: str, api: Api) -> Route:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request, api)
+        except ApiError as exc:
+            return reply(exc.body(), exc.status)
+
+    return Route(PREFIX + path, endpoint, methods=[method])
+
+
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("POST", "/signals/bulk", create_signals),
+    ("GET", "/signals/", list_signals),
+    ("GET", "/signals/{id}", get_signal),
+    ("POST", "/analytics/query", analytics_query),
+    ("GET", "/analytics/schema", analytics_schema),
+    ("GET", "/analytics/signals/metadata", signals_metadata),
+    ("POST", "/experimental/analytics/query", analytics_query),
+    ("GET", "/experimental/analytics/schema", analytics_schema),
+    ("GET", "/experimental/analytics/signals/metadata", signals_metadata),
+    *routes_ref.ROUTES,
+]
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 404)
+    error = "no such route" if status == 404 else "method not allowed for this route"
+    return reply(
+        {
+            "error": f"{error}: {request.method} {request.url.path}",
+            "code": "not_found" if status == 404 else "method_not_allowed",
+        },
+        status,
+    )
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return reply({"error": "internal error", "code": "internal", "details": str(exc)[:500]}, 500)
+
+
+def create_app(
+    home: Home,
+    tokens: list[str],
+    max_body: int = DEFAULT_MAX_BODY,
+    run_every: float | None = None,
+) -> ASGIApp:
+    """The ASGI app for `home`; `run_every` seconds > 0 keeps balances fresh (see runner.py)."""
+    if not tokens:
+        raise ValueError("tally serve needs at least one API token")
+    lake = Lake(home.lake)
+    api = Api(home, lake, Store(home.config_dir), Committer(lake), max_body)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runner = Runner(home, lake, run_every) if run_every else None
+        try:
+            yield
+        finally:
+            if runner:
+                runner.close()
+            api.committer.close()
+
+    app = Starlette(
+        routes=[_route(path, handler, method, api) for method, path, handler in ROUTES],
+        exception_handlers={404: _not_found, 405: _not_found, Exception: _internal},
+        lifespan=lifespan,
+    )
+    return Guard(app, tokens, max_body)

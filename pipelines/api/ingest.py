@@ -1,0 +1,136 @@
+"""`POST signals/bulk`: the same validation and landing as `tally ingest`, with group commit.
+
+Requests are validated where they arrive; one committer thread lands whatever requests are waiting
+as one `Lake.land` call (one set of files, one fsync'd catalog transaction), then acknowledges each
+request with its own counts. Concurrent clients share the cost of the fsyncs, and a request is
+answered only after its signals are durable. Nothing is acknowledged that was not committed; if
+landing fails, nothing of the group was committed (the catalog transaction is the commit point) and
+every request in it gets a 503 the SDK retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import msgspec
+import pyarrow as pa
+
+from pipelines.api.errors import ApiError
+from pipelines.lib.lake import Lake
+from pipelines.lib.signals import Validated, validate
+
+MAX_GROUP_ROWS = 100_000
+log = logging.getLogger(__name__)
+
+
+class _Bulk(msgspec.Struct):
+    signals: list[msgspec.Raw]
+
+
+_decode_bulk = msgspec.json.Decoder(_Bulk).decode
+
+
+def parse_bulk(body: bytes) -> Validated:
+    """Split `{"signals": [...]}` into raw documents (bytes as sent) and validate them."""
+    try:
+        bulk = _decode_bulk(body)
+    except msgspec.ValidationError as exc:
+        raise ApiError(
+            400, f'the body must be {{"signals": [...]}}: {exc}', "bad_request"
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}", "bad_request") from None
+    return validate([bytes(raw) for raw in bulk.signals])
+
+
+@dataclass
+class Ack:
+    ingested: int
+    duplicates: int
+    failed: int
+    errors: list[dict]
+
+
+@dataclass
+class _Pending:
+    validated: Validated
+    request_id: str
+    future: Future
+
+
+class Committer:
+    """Lands queued requests in groups on one thread; `submit` returns a future `Ack`."""
+
+    def __init__(self, lake: Lake):
+        self.lake = lake
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="tally-committer", daemon=True)
+        self._thread.start()
+
+    def submit(self, validated: Validated, request_id: str) -> Future:
+        future: Future = Future()
+        self._queue.put(_Pending(validated, request_id, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group, rows = [first], first.validated.accepted.num_rows
+            while rows < MAX_GROUP_ROWS:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._commit(group)
+                    return
+                group.append(item)
+                rows += item.validated.accepted.num_rows
+            self._commit(group)
+
+    def _commit(self, group: list[_Pending]) -> None:
+        rejects: dict[str, list[str]] = {"location": [], "reason": [], "raw": []}
+        for p in group:
+            v = p.validated
+            for i, reason, raw in zip(v.reject_index, v.reject_reason, v.reject_raw, strict=True):
+                rejects["location"].append(f"http:{p.request_id}[{i}]")
+                rejects["reason"].append(reason)
+                rejects["raw"].append(raw.decode("utf-8", errors="replace"))
+        try:
+            result = self.lake.land(
+                pa.concat_tables([p.validated.accepted for p in group]),
+                pa.table(rejects) if rejects["location"] else None,
+                source="http",
+                tidy=False,  # compact after acknowledging: waiting requests form a bigger group
+            )
+        except Exception as exc:  # noqa: BLE001 - every waiting request must be answered
+            log.exception("landing a group of %d requests failed", len(group))
+            error = ApiError(503, "signals could not be stored; retry", "unavailable", str(exc))
+            for p in group:
+                p.future.set_exception(error)
+            return
+        flags = result.duplicate_flags
+        start = 0
+        for p in group:
+            n = p.validated.accepted.num_rows
+            duplicates = int(flags[start : start + n].sum()) if flags is not None else 0
+            start += n
+            errors = [
+                {"index": i, "reason": r}
+                for i, r in zip(p.validated.reject_index, p.validated.reject_reason, strict=True)
+            ]
+            p.future.set_result(Ack(n - duplicates, duplicates, len(errors), errors))
+        try:
+            self.lake.tidy()
+        except Exception:  # noqa: BLE001 - acknowledged data is safe; compaction retries later
+            log.exception("compaction after a group commit failed")

@@ -1,0 +1,107 @@
+"""Helpers shared by the statement and report tests: small homes and a real headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from pipelines.lib import lake as lake_module
+from pipelines.lib.config import load_config
+from pipelines.lib.engine import run_engine
+from pipelines.lib.home import Home
+from pipelines.lib.lake import Lake
+from pipelines.lib.signals import ingest_file, ingest_signals
+from pipelines.lib.synth import synth
+from pipelines.lib.warehouse import publish
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def make_home(root: Path, workload_dir: Path) -> Home:
+    """A home with the workload's configuration and signals landed, run and published."""
+    home = Home(root)
+    home.config_dir.mkdir(parents=True)
+    for path in sorted((workload_dir / "config").glob("*.yaml")):
+        shutil.copy(path, home.config_dir / path.name)
+    lake = Lake(home.lake)
+    for path in sorted((workload_dir / "signals").glob("day-*.jsonl")):
+        ingest_file(lake, path)
+    run(home)
+    return home
+
+
+def run(home: Home, until: date | None = None) -> None:
+    """What `tally run` does, without Dagster: bring the engine up to date, publish."""
+    run_engine(home, until=until)
+    publish(home, load_config(home.config_dir))
+
+
+def land(home: Home, signals: list[dict]) -> None:
+    report = ingest_signals(Lake(home.lake), signals)
+    assert report.failed == 0, report.errors
+
+
+def close_lake(home: Home) -> None:
+    """The lake module caches one LMDB environment per path: close it."""
+    env = lake_module._ENVS.pop(home.lake / "_catalog", None)
+    if env is not None:
+        env.close()
+
+
+def november(out: Path) -> Path:
+    """A deterministic workload covering all of November 2026 (2 customers, pools and seats)."""
+    synth(out, signals=2400, days=30, customers=2, seed=11, start=date(2026, 11, 1))
+    return out
+
+
+@dataclass(frozen=True)
+class Rendered:
+    screenshot: Path
+    charts: list[dict]  # per <svg class="chart">: width, height and number of drawn shapes
+    errors: list[str]  # console errors and page errors
+
+
+def render_in_chromium(html_file: Path, screenshot: Path) -> Rendered:
+    """Open `html_file` in headless Chromium (Debian's /usr/bin/chromium), take a full-page
+    screenshot, and measure what the SVG charts drew."""
+    if not CHROMIUM.exists():
+        if os.environ.get("TALLY_REQUIRE_CHROMIUM"):
+            pytest.fail(f"{CHROMIUM} is missing (.ci/run installs Debian's chromium)")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.route("**/*", _offline)
+            page.goto(html_file.as_uri(), wait_until="load")
+            page.screenshot(path=str(screenshot), full_page=True)
+            charts = page.eval_on_selector_all(
+                "svg.chart",
+                """svgs => svgs.map(svg => {
+                    const box = svg.getBoundingClientRect();
+                    const drawn = s => s.getBBox().width > 0 || s.getBBox().height > 0;
+                    const shapes = [...svg.querySelectorAll('path, rect, circle')].filter(drawn);
+                    return {width: box.width, height: box.height, shapes: shapes.length};
+                })""",
+            )
+        finally:
+            browser.close()
+    return Rendered(screenshot, charts, errors)
+
+
+def _offline(route) -> None:
+    """Only the page itself may load: a self-contained page fetches nothing."""
+    if route.request.url.startswith("file://"):
+        route.continue_()
+    else:
+        route.abort()

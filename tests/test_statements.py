@@ -1,0 +1,517 @@
+"""Monthly statements: every figure equals the ledger; period close and adjustments; the
+`tally statement` command; the Dagster assets and schedule; the HTML in a real Chromium."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+from statement_helpers import close_lake, land, make_home, november, render_in_chromium, run
+
+from pipelines.lib import closing, render
+from pipelines.lib.config import load_config
+from pipelines.lib.home import Home
+from pipelines.lib.statements import Month, StatementError, decode
+from pipelines.lib.synth import synth
+from pipelines.lib.warehouse import publish
+
+NOV, DEC = Month.parse("2026-11"), Month.parse("2026-12")
+IN_GRACE = datetime(2026, 12, 2, tzinfo=UTC)  # November has ended but is still open
+NOV_CLOSED = datetime(2026, 12, 4, tzinfo=UTC)  # November's end + 3 days
+DEC_CLOSED = datetime(2027, 1, 4, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory) -> Path:
+    return november(tmp_path_factory.mktemp("workload"))
+
+
+@pytest.fixture(scope="module")
+def nov_home(tmp_path_factory, workload):
+    """A home with all of November run and published (read-only for the tests using it)."""
+    home = make_home(tmp_path_factory.mktemp("nov") / "data", workload)
+    yield home
+    close_lake(home)
+
+
+@pytest.fixture()
+def fresh_home(tmp_path, nov_home):
+    """A copy of nov_home of its own (for tests that close months and land late signals)."""
+    home = Home(tmp_path / "data")
+    shutil.copytree(nov_home.root, home.root)
+    publish(home, load_config(home.config_dir))  # the views name their home's files
+    yield home
+    close_lake(home)
+
+
+@pytest.fixture(autouse=True)
+def _default_grace(monkeypatch):
+    monkeypatch.delenv(closing.GRACE_ENV, raising=False)
+    monkeypatch.delenv(closing.NOW_ENV, raising=False)
+
+
+def warehouse(home: Home) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def query(con, sql: str, **params) -> list[tuple]:
+    return con.execute(sql, params).fetchall()
+
+
+def D(text) -> Decimal:  # noqa: N802 - reads like the Decimal it builds
+    return Decimal(text)
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def _expected_balances(con, customer: str, month: Month) -> dict[tuple, dict]:
+    """Straight from balance_snapshot: the month's rows per recipient, and the day before."""
+    out = {}
+    rows = query(
+        con,
+        "SELECT recipient_type, recipient_id, currency, date, opening_balance, granted, spent, "
+        "expired, closing_balance, available, overage FROM balance_snapshot "
+        "WHERE customer_id = $c AND date < $end ORDER BY date",
+        c=customer,
+        end=month.end,
+    )
+    by_recipient = defaultdict(list)
+    for r in rows:
+        by_recipient[r[:3]].append(r[3:])
+    for key, days in by_recipient.items():
+        inside = [d for d in days if d[0] >= month.start]
+        before = [d for d in days if d[0] < month.start]
+        last = days[-1]
+        out[key] = {
+            "opening_balance": before[-1][5] if before else inside[0][1],
+            "granted": sum((d[2] for d in inside), D(0)),
+            "spent": sum((d[3] for d in inside), D(0)),
+            "expired": sum((d[4] for d in inside), D(0)),
+            "closing_balance": last[5],
+            "available": last[6],
+            "overage": last[7],
+        }
+    return out
+
+
+def test_every_figure_equals_the_ledger(nov_home):
+    docs = closing.month_statements(nov_home, NOV, at=IN_GRACE).docs
+    con = warehouse(nov_home)
+    assert set(docs) == {r[0] for r in query(con, "SELECT customer_id FROM dim_customer")}
+    start, end = NOV.start, NOV.end
+    seen_seat = False
+    for customer, doc in docs.items():
+        assert (doc["status"], doc["month"], doc["as_of"]) == ("open", "2026-11", "2026-11-30")
+        # Balances per pool and seat, and the identity that ties them.
+        expected = _expected_balances(con, customer, NOV)
+        got = {(b["recipient_type"], b["recipient_id"], b["currency"]): b for b in doc["balances"]}
+        assert set(got) == set(expected)
+        for key, figures in expected.items():
+            line = got[key]
+            assert {k: D(line[k]) for k in figures} == figures, key
+            assert D(line["closing_balance"]) == D(line["opening_balance"]) + D(
+                line["granted"]
+            ) - D(line["spent"]) - D(line["expired"])
+            assert line["adjustments"] == "0.000000"
+            seen_seat |= key[0] == "seat"
+        # Totals per currency are the sums of the lines.
+        for total in doc["totals"]:
+            lines = [b for b in doc["balances"] if b["currency"] == total["currency"]]
+            for figure in ("opening_balance", "granted", "spent", "expired", "closing_balance"):
+                assert D(total[figure]) == sum((D(b[figure]) for b in lines), D(0))
+        # Consumption by product and event = the priced signals = the spend transactions.
+        signals = query(
+            con,
+            "SELECT currency, product_id, event_name, count(*), sum(quantity), sum(credits) "
+            "FROM fact_signal WHERE status = 'priced' AND customer_id = $c "
+            "AND timestamp >= $s AND timestamp < $e GROUP BY ALL",
+            c=customer,
+            s=start,
+            e=end,
+        )
+        assert sorted(
+            (
+                c["currency"],
+                c["product_id"],
+                c["event_name"],
+                c["signals"],
+                D(c["quantity"]),
+                D(c["credits"]),
+            )
+            for c in doc["consumption_by_product"]
+        ) == sorted(signals)
+        spends = dict(
+            query(
+                con,
+                "SELECT currency, -sum(amount) FROM fact_credit_transaction WHERE type = 'spend' "
+                "AND customer_id = $c AND occurred_at >= $s AND occurred_at < $e GROUP BY 1",
+                c=customer,
+                s=start,
+                e=end,
+            )
+        )
+        for total in doc["totals"]:
+            consumed = sum(
+                (
+                    D(c["credits"])
+                    for c in doc["consumption_by_product"]
+                    if c["currency"] == total["currency"]
+                ),
+                D(0),
+            )
+            assert consumed == D(total["spent"]) == spends.get(total["currency"], D(0))
+        # By user and seat.
+        by_user = query(
+            con,
+            "SELECT currency, user_id, recipient_type, recipient_id, count(*), sum(credits) "
+            "FROM fact_signal WHERE status = 'priced' AND customer_id = $c "
+            "AND timestamp >= $s AND timestamp < $e GROUP BY ALL",
+            c=customer,
+            s=start,
+            e=end,
+        )
+        mine = [
+            (
+                u["currency"],
+                u["user_id"],
+                u["recipient_type"],
+                u["recipient_id"],
+                u["signals"],
+                D(u["credits"]),
+            )
+            for u in doc["consumption_by_user"]
+        ]
+        assert sorted(mine, key=repr) == sorted(by_user, key=repr)
+        # Top values of the hot keys: the same sums as grouping the signals' data by that key.
+        for key in {k["key"] for k in doc["top_keys"]}:
+            rows = [k for k in doc["top_keys"] if k["key"] == key]
+            truth = {
+                (cur, None if v is None else decode(v)): (n, credits)
+                for cur, v, n, credits in query(
+                    con,
+                    "SELECT currency, json_extract(data, $p)::VARCHAR, count(*), sum(credits) "
+                    "FROM fact_signal WHERE status = 'priced' AND customer_id = $c "
+                    "AND timestamp >= $s AND timestamp < $e GROUP BY ALL",
+                    p="/" + key,
+                    c=customer,
+                    s=start,
+                    e=end,
+                )
+            }
+            for row in rows:
+                assert truth[(row["currency"], row["value"])] == (row["signals"], D(row["credits"]))
+            for currency in {r["currency"] for r in rows}:
+                mine = [D(r["credits"]) for r in rows if r["currency"] == currency]
+                best = sorted((c for (cur, _), (_, c) in truth.items() if cur == currency))[::-1]
+                assert mine == best[: len(mine)] and len(mine) == min(10, len(best))
+        # Grants, expirations and the daily rows are the ledger's transactions and days.
+        for kind, section, field in (
+            ("grant", "grants", "starts_at"),
+            ("expire", "expirations", "expired_at"),
+        ):
+            want = query(
+                con,
+                "SELECT grant_id, abs(amount), occurred_at FROM fact_credit_transaction "
+                "WHERE type = $t AND customer_id = $c AND occurred_at >= $s AND occurred_at < $e",
+                t=kind,
+                c=customer,
+                s=start,
+                e=end,
+            )
+            got_rows = [
+                (r["grant_id"], D(r["amount"]), datetime.fromisoformat(r[field]))
+                for r in doc[section]
+            ]
+            assert sorted(got_rows) == sorted(want)
+        days = query(
+            con,
+            "SELECT date, recipient_id, currency, spent, closing_balance FROM balance_snapshot "
+            "WHERE customer_id = $c AND date >= $s AND date < $e",
+            c=customer,
+            s=start,
+            e=end,
+        )
+        assert sorted(
+            (
+                date.fromisoformat(d["date"]),
+                d["recipient_id"],
+                d["currency"],
+                D(d["spent"]),
+                D(d["closing_balance"]),
+            )
+            for d in doc["daily"]
+        ) == sorted(days)
+    assert seen_seat
+    con.close()
+
+
+# ------------------------------------------------------------------------------ period close
+
+
+LATE = {
+    "eventName": "email_sent",
+    "customer": {"externalCustomerId": "cus_acme"},
+    "attribution": {"externalProductId": "outreach"},
+    "timestamp": "2026-11-10T12:00:00Z",
+    "data": {"campaign": "late"},
+    "idempotencyKey": "late-for-a-closed-month",
+}
+
+
+def test_open_month_is_a_draft_until_the_grace_period_ends(nov_home, monkeypatch):
+    doc = closing.statement(nov_home, "cus_acme", NOV, at=IN_GRACE)
+    assert doc["status"] == "open" and doc["finalized_at"] is None
+    assert doc["closes_at"] == "2026-12-04T00:00:00Z"
+    assert closing.final_months(nov_home) == []
+    monkeypatch.setenv(closing.GRACE_ENV, "10")
+    doc = closing.statement(nov_home, "cus_acme", NOV, at=NOV_CLOSED)
+    assert doc["status"] == "open" and doc["closes_at"] == "2026-12-11T00:00:00Z"
+    monkeypatch.setenv(closing.GRACE_ENV, "soon")
+    with pytest.raises(StatementError, match="TALLY_STATEMENT_GRACE_DAYS"):
+        closing.statement(nov_home, "cus_acme", NOV, at=NOV_CLOSED)
+
+
+def test_a_late_signal_never_changes_a_final_statement(fresh_home):
+    home = fresh_home
+    final = closing.statement(home, "cus_acme", NOV, at=NOV_CLOSED)
+    assert final["status"] == "final" and final["finalized_at"] == "2026-12-04T00:00:00Z"
+    assert closing.final_months(home) == [NOV]
+    stored = closing.final_path(home, NOV).read_bytes()
+
+    land(home, [LATE])
+    run(home, until=date(2026, 12, 31))  # the engine re-prices Nov 10 and reruns the ledger
+    later = datetime(2026, 12, 10, tzinfo=UTC)
+    assert closing.statement(home, "cus_acme", NOV, at=later) == final
+    assert closing.final_path(home, NOV).read_bytes() == stored
+
+    # The difference appears as adjustment lines of the next open statement ...
+    dec = closing.statement(home, "cus_acme", DEC, at=later)
+    assert dec["status"] == "open"
+    lines = dec["adjustments"]
+    assert {a["adjusted_month"] for a in lines} == {"2026-11"}
+    assert sum(D(a["spent"]) for a in lines) == D(1)  # email_sent costs 1 credit
+    assert any(
+        (a["recipient_type"], a["recipient_id"], a["currency"], a["spent"])
+        == ("organization", "cus_acme", "credits", "1.000000")
+        for a in lines
+    )
+    # ... whose opening balance is the final closing balance plus the adjustments.
+    closed = {(b["recipient_id"], b["currency"]): b for b in final["balances"]}
+    for b in dec["balances"]:
+        before = closed.get((b["recipient_id"], b["currency"]))
+        previous = D(before["closing_balance"]) if before else D(0)
+        assert D(b["opening_balance"]) == previous + D(b["adjustments"])
+    assert sum(D(b["adjustments"]) for b in dec["balances"]) == sum(D(a["net"]) for a in lines)
+
+    # ... and in the warehouse, pending until December is final, then final.
+    con = warehouse(home)
+    pending = query(
+        con,
+        "SELECT month, adjusted_month, recipient_id, spent, status FROM statement_adjustment "
+        "WHERE customer_id = 'cus_acme' AND spent <> 0",
+    )
+    assert pending == [(date(2026, 12, 1), date(2026, 11, 1), "cus_acme", D(1), "pending")]
+    con.close()
+    dec_final = closing.statement(home, "cus_acme", DEC, at=DEC_CLOSED)
+    assert dec_final["status"] == "final" and dec_final["adjustments"] == lines
+    con = warehouse(home)
+    carried = query(
+        con,
+        "SELECT month, status, sum(spent) FROM statement_adjustment WHERE customer_id = 'cus_acme'"
+        " GROUP BY ALL",
+    )
+    assert carried == [(date(2026, 12, 1), "final", D(1))]
+    con.close()
+
+
+def test_a_crash_between_the_final_file_and_its_lines_is_repaired(fresh_home):
+    home = fresh_home
+    closing.close_due(home, NOV_CLOSED, 3)
+    lines = sorted((closing.statements_dir(home) / "line").rglob("*.parquet"))
+    assert len(lines) == 1
+    want = lines[0].read_bytes()
+    lines[0].unlink()
+    closing.close_due(home, NOV_CLOSED, 3)
+    assert lines[0].read_bytes() == want
+
+
+def test_statement_errors(nov_home):
+    with pytest.raises(StatementError, match="unknown customer 'cus_nobody'"):
+        closing.statement(nov_home, "cus_nobody", NOV, at=IN_GRACE)
+    with pytest.raises(StatementError, match="has not started"):
+        closing.statement(nov_home, "cus_acme", Month.parse("2027-01"), at=IN_GRACE)
+    with pytest.raises(StatementError, match="the ledger starts 2026-11-01"):
+        closing.statement(nov_home, "cus_acme", Month.parse("2026-10"), at=IN_GRACE)
+    with pytest.raises(StatementError, match="not YYYY-MM"):
+        Month.parse("2026-13")
+
+
+# ------------------------------------------------------------------------------ formats
+
+
+def test_csv_and_json_hold_the_same_figures(nov_home):
+    doc = closing.statement(nov_home, "cus_acme", NOV, at=IN_GRACE)
+    assert decode(render.statement_json(doc)) == doc
+    rows = list(csv.DictReader(io.StringIO(render.statement_csv(doc))))
+    assert list(rows[0]) == list(render.CSV_COLUMNS)
+    balance = {
+        (r["recipient_id"], r["currency"], r["item"]): r["credits"]
+        for r in rows
+        if r["section"] == "balance"
+    }
+    for b in doc["balances"]:
+        assert (
+            balance[(b["recipient_id"], b["currency"], "closing_balance")] == b["closing_balance"]
+        )
+    product = [r for r in rows if r["section"] == "product_event"]
+    assert sum(D(r["credits"]) for r in product) == sum(D(t["spent"]) for t in doc["totals"])
+    assert {r["status"] for r in rows} == {"open"}
+
+
+def test_statement_html_renders_in_chromium(fresh_home, tmp_path):
+    home = fresh_home
+    closing.close_due(home, NOV_CLOSED, 3)
+    land(home, [LATE])
+    run(home, until=date(2026, 12, 31))
+    doc = closing.statement(home, "cus_acme", DEC, at=datetime(2026, 12, 10, tzinfo=UTC))
+    assert doc["adjustments"]
+    page = tmp_path / "statement.html"
+    page.write_text(render.statement_html(doc), encoding="utf-8")
+    shown = render_in_chromium(page, tmp_path / "statement.png")
+    assert shown.errors == []
+    assert shown.screenshot.stat().st_size > 20_000
+    pools = {b["recipient_id"] for b in doc["balances"] if b["recipient_type"] == "organization"}
+    seats = {b["recipient_id"] for b in doc["balances"] if b["recipient_type"] == "seat"}
+    assert seats and len(shown.charts) >= 1 + len(pools) + len(seats)
+    for chart in shown.charts:
+        assert chart["width"] > 100 and chart["height"] > 100 and chart["shapes"] > 0
+    html = page.read_text()
+    assert "Adjustments to closed months" in html and "<script" not in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+
+
+# ------------------------------------------------------------------------------ CLI and Dagster
+
+
+def tally(*args: str, home: Path, now: str, check: bool = True):
+    env = {**os.environ, "TALLY_HOME": str(home), "TALLY_NOW": now, "COLUMNS": "200"}
+    env.pop("DAGSTER_HOME", None)
+    env.pop("TALLY_DAGSTER_STORAGE", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        cwd=home.parent,
+        timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tally {args} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_tally_statement_right_after_tally_run(tmp_path):
+    """`tally ingest` + `tally run` (through Dagster), then `tally statement` in every format."""
+    workload = synth(
+        tmp_path / "w", signals=300, days=5, customers=2, seed=3, start=date(2026, 11, 26)
+    )
+    home = tmp_path / "data"
+    (home / "config").mkdir(parents=True)
+    shutil.copy(workload.config_dir / "company.yaml", home / "config" / "company.yaml")
+    tally("ingest", *map(str, workload.signal_files), home=home, now="2026-12-02", check=False)
+    tally("run", home=home, now="2026-12-02")
+
+    proc = tally(
+        "statement", "--customer", "cus_acme", "--month", "2026-11", home=home, now="2026-12-02"
+    )
+    doc = decode(proc.stdout)
+    assert doc["status"] == "open" and doc["customer_id"] == "cus_acme"
+    assert doc == closing.statement(Home(home), "cus_acme", NOV, at=IN_GRACE)
+    out = tmp_path / "acme.html"
+    proc = tally(
+        "statement",
+        "--customer",
+        "cus_acme",
+        "--month",
+        "2026-11",
+        "--out",
+        str(out),
+        home=home,
+        now="2026-12-05",
+    )
+    assert "wrote the final statement of 2026-11" in proc.stderr
+    assert "<svg" in out.read_text() and "FINAL" in out.read_text()
+    assert closing.final_path(Home(home), NOV).exists()
+
+    bad = tally(
+        "statement",
+        "--customer",
+        "cus_nobody",
+        "--month",
+        "2026-11",
+        home=home,
+        now="2026-12-05",
+        check=False,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: unknown customer 'cus_nobody'"
+    bad = tally(
+        "statement",
+        "--customer",
+        "cus_acme",
+        "--month",
+        "11/2026",
+        "--format",
+        "pdf",
+        home=home,
+        now="2026-12-05",
+        check=False,
+    )
+    assert bad.returncode == 2 and "--format must be html, json or csv" in bad.stderr
+    close_lake(Home(home))
+
+
+def test_dagster_statement_assets_and_schedule(fresh_home, monkeypatch):
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.defs.partitions import TallyHome
+    from pipelines.defs.statements.assets import monthly_statements, tally_report
+    from pipelines.defs.statements.schedules import monthly_statements_schedule
+
+    monkeypatch.setenv("TALLY_HOME", str(fresh_home.root))
+    d = defs()
+    assert d.resolve_job_def("statement_run") is not None
+    spec = d.resolve_assets_def("monthly_statements").specs_by_key[
+        dg.AssetKey("monthly_statements")
+    ]
+    assert isinstance(spec.partitions_def, dg.MonthlyPartitionsDefinition) and spec.description
+    assert d.resolve_assets_def("tally_report") is not None
+    assert d.resolve_schedule_def("monthly_statements_schedule").cron_schedule == "0 1 * * *"
+
+    tick = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 12, 3, 1, tzinfo=UTC))
+    assert isinstance(monthly_statements_schedule(tick), dg.SkipReason)
+    tick = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 12, 4, 1, tzinfo=UTC))
+    request = monthly_statements_schedule(tick)
+    assert (request.partition_key, request.run_key) == ("2026-11", "2026-11")
+
+    resource = TallyHome(home=str(fresh_home.root))
+    monkeypatch.setenv(closing.NOW_ENV, "2026-12-04T00:00:00Z")
+    result = monthly_statements(dg.build_asset_context(partition_key="2026-11"), tally=resource)
+    assert result.metadata["status"] == "final" and result.metadata["customers"] == 2
+    assert "cus_acme" in result.metadata["totals"].value
+    result = tally_report(tally=resource)
+    assert (fresh_home.root / "reports" / "report.html").exists()
+    assert result.metadata["pools"] >= 2

@@ -12,7 +12,7 @@ import os
 import shutil
 import statistics
 
-from benchmarks.run import WORK, _count_lines, tally, workload
+from benchmarks.harness import WORK, tally, workload
 
 
 def main() -> None:
@@ -20,14 +20,15 @@ def main() -> None:
     parser.add_argument("--signals", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    days = sorted((workload(args.signals) / "signals").glob("day-*.jsonl"))[:-1]
-    lines = sum(_count_lines(p) for p in days)
+    wl = workload(args.signals)
+    days = wl.history
+    lines = wl.count(days)
     size = sum(os.path.getsize(p) for p in days)
     rates = []
     for i in range(args.repeat):
         home = WORK / "landing-home"
         shutil.rmtree(home, ignore_errors=True)
-        wall, rss, out = tally(home, "ingest", *map(str, days))
+        wall, rss, out = tally(home, "ingest", *days)
         rates.append(lines / wall)
         print(
             f"run {i + 1}: {lines:,} signals ({size / 1e9:.2f} GB) in {wall:.1f} s = "

@@ -1,98 +1,60 @@
-"""The benchmark harness: `./dev.sh bench --size 1m` (sizes: smoke, 1m, 10m, 30m).
+"""The benchmark harness: `./dev.sh bench --size 1m` (sizes: smoke, 1m, 10m, 30m), or
+`./dev.sh bench --scaling 1m,10m,30m` for figure 3 (`benchmarks/scaling.py`).
 
-For one seeded `tally synth` workload of N signals over 30 days (+1 held-out day) it measures:
-- landing: `tally ingest` of the 30 daily files into a fresh home (signals/s);
-- the JSON floor: DuckDB scanning the same landed files while extracting one JSON key per signal;
-- the full run: `tally run` over everything (wall, peak RSS), its ratio to the JSON floor, and the
-  fixed orchestration overhead (a `tally run` that finds nothing to do);
-- incremental cost: landing day 31 and running, against a fresh home that processes day 31 alone.
+For one seeded `tally synth` workload of N signals over 30 days (+ day 31, held out), each repeat
+runs the sections in `SECTIONS`, in order, and each section records its figures (numbered as in
+issue #7) on the `Bench`:
+1. landing: `tally ingest` of the 30 daily files into a fresh home (signals/s), checked complete
+   (every line landed or rejected);
+2. the full run: `tally run` over everything (wall, peak RSS), its ratio to the JSON floor (DuckDB
+   scanning the same landed files while extracting one JSON key per signal), and the fixed
+   overhead (a `tally run` that finds nothing to do);
+5. breakdowns by a hot key and by an arbitrary data key (warm);
+6. peers (`benchmarks/peers.py`): the same pricing and per-customer/day totals by ClickHouse
+   (chdb), Polars and plain Python on the same files, checked equal to Tally's;
+4. incremental cost (`benchmarks/incremental.py`): the run that adds day 31 to homes holding 30
+   days of history and (`--histories`) 0, 1 and 10.
 Each figure is the median of `--repeat` runs with min and max. Results go to stdout as a table and
-to `benchmarks/results/<size>.json` and `.md` with machine information.
+to `<results>/<size>.json`, `.md` and `.svg` (`benchmarks/report.py`), with machine information.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import resource
 import shutil
-import statistics
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-WORK = ROOT / "work"
-RESULTS = ROOT / "results"
-SIZES = {"smoke": 20_000, "1m": 1_000_000, "10m": 10_000_000, "30m": 30_000_000}
-DAYS = 30
+from benchmarks import incremental, peers, report, scaling
+from benchmarks.harness import (
+    DAYS,
+    HISTORIES,
+    RESULTS,
+    SIZES,
+    WORK,
+    Bench,
+    Section,
+    machine,
+    prepare_home,
+    tally,
+    workload,
+)
 
 
-@dataclass
-class Figure:
-    name: str
-    unit: str
-    values: list[float] = field(default_factory=list)
+def lake_counts(home: Path) -> tuple[int, int, list[str]]:
+    """(accepted rows landed, duplicates included; rejected rows; the signal files) of `home`."""
+    from pipelines.lib.lake import REJECTS, Lake
 
-    def row(self) -> dict:
-        return {
-            "figure": self.name,
-            "unit": self.unit,
-            "median": statistics.median(self.values),
-            "min": min(self.values),
-            "max": max(self.values),
-            "runs": len(self.values),
-        }
+    lake = Lake(home / "lake")
+    files = lake.files()
+    rejected = sum(f.rows for f in lake.files(kind=REJECTS))
+    return sum(f.rows for f in files), rejected, [str(f.path) for f in files]
 
 
-def workload(signals: int, seed: int = 7) -> Path:
-    """DAYS + 1 days of signals; the last day is held out for the incremental figure."""
-    from pipelines.lib.synth import synth
-
-    out = WORK / f"synth-{signals}-{DAYS + 1}-{seed}"
-    if not (out / "done").exists():
-        shutil.rmtree(out, ignore_errors=True)
-        synth(
-            out,
-            signals=signals * (DAYS + 1) // DAYS,
-            days=DAYS + 1,
-            customers=max(6, min(200, signals // 50_000)),
-            seed=seed,
-        )
-        (out / "done").touch()
-    return out
-
-
-def tally(home: Path, *args: str) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS bytes of the command, stdout) of one `tally` command."""
-    env = {**os.environ, "TALLY_HOME": str(home)}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True
-    )
-    wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"tally {args[0]} failed:\n{proc.stderr[-2000:]}")
-    return wall, max(peak, before) * 1024, proc.stdout
-
-
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as fh:
-        return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b""))
-
-
-def json_floor(home: Path) -> float:
+def json_floor(files: list[str]) -> float:
     """DuckDB scanning the landed files while extracting one JSON key from every signal."""
-    from pipelines.lib.lake import Lake
     from pipelines.lib.sql import connect
 
-    files = [str(f.path) for f in Lake(home / "lake").files()]
     con = connect()
     t = time.perf_counter()
     con.execute("SELECT sum(length(data->>'$.quantity')) FROM read_parquet($f)", {"f": files})
@@ -100,132 +62,113 @@ def json_floor(home: Path) -> float:
     return time.perf_counter() - t
 
 
-def breakdown_times(home: Path) -> tuple[float, float]:
-    """Seconds for a breakdown by a hot key and by an arbitrary data key (best of 3, warm)."""
+def land_and_run(bench: Bench) -> None:
+    """Figures 1 and 2: land the 30 days in a fresh home, then the full run and a run with
+    nothing to do."""
+    wl, home = bench.workload, bench.home
+    prepare_home(home, wl)
+    lines = wl.count(wl.history)
+    wall, _, _ = tally(home, "ingest", *wl.history)
+    bench.add("landing", 1, "landing rate (JSONL)", "signals/s", lines / wall)
+    landed, rejected, files = lake_counts(home)
+    bench.check(
+        "landing", landed + rejected == lines, lines=lines, landed=landed, rejected=rejected
+    )
+    floor = json_floor(files)
+    run, rss, _ = tally(home, "run")
+    noop, _, _ = tally(home, "run")
+    bench.add("floor", 2, "JSON floor (1 key, all signals)", "s", floor)
+    bench.add("run", 2, f"full run, {DAYS} days", "s", run)
+    bench.add(
+        "ratio", 2, "full run / JSON floor (fixed overhead subtracted)", "x", (run - noop) / floor
+    )
+    bench.add("rss", 2, "full run peak RSS", "GB", rss / 1e9)
+    bench.add("noop", 2, "run with nothing to do (fixed overhead)", "s", noop)
+
+
+def breakdowns(bench: Bench) -> None:
+    """Figure 5: a breakdown by a hot key and by an arbitrary data key (best of 3, warm)."""
     from pipelines.lib.analytics import breakdown
 
-    times = []
-    for key in ("team", "$.model"):
+    for key, name, label in (
+        ("hot", "team", "a hot key"),
+        ("arbitrary", "$.model", "an arbitrary key"),
+    ):
         best = float("inf")
         for _ in range(3):
             t = time.perf_counter()
-            breakdown(home / "warehouse.duckdb", [key])
+            breakdown(bench.home / "warehouse.duckdb", [name])
             best = min(best, time.perf_counter() - t)
-        times.append(best)
-    return times[0], times[1]
+        bench.add(key, 5, f"breakdown by {label} ({name})", "s", best)
+    bench.add(
+        "arb_ratio",
+        5,
+        "arbitrary-key breakdown / JSON floor",
+        "x",
+        bench.last("arbitrary") / bench.last("floor"),
+    )
 
 
-def prepare_home(home: Path, wl: Path) -> None:
-    shutil.rmtree(home, ignore_errors=True)
-    (home / "config").mkdir(parents=True)
-    shutil.copy(wl / "config" / "company.yaml", home / "config" / "company.yaml")
+# Each repeat runs these in order. Peers read the main home as the full run left it, so they come
+# before `incremental`, which lands day 31 in it. A section that needs its own home (figure 7,
+# HTTP ingest) goes anywhere: a function of the Bench that records figures with `bench.add`.
+SECTIONS: tuple[Section, ...] = (land_and_run, breakdowns, peers.measure, incremental.measure)
 
 
-def machine() -> dict:
-    import dagster
-    import duckdb
-    import pyarrow
-
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+def measure(size: str, repeat: int, work: Path, histories: tuple[int, ...] = HISTORIES) -> dict:
+    """Run every section `repeat` times on the `size` workload; the result, ready to write."""
+    bench = Bench(size, workload(SIZES[size], work), work, histories)
+    for i in range(1, repeat + 1):
+        shutil.rmtree(bench.dir, ignore_errors=True)  # the previous repeat's homes
+        bench.repeat = i
+        for section in SECTIONS:
+            section(bench)
+        done = ", ".join(f"{k} {f.values[-1]:,.2f}" for k, f in bench.figures.items())
+        print(f"repeat {i}/{repeat}: {done}", flush=True)
+    shutil.rmtree(bench.dir, ignore_errors=True)
     return {
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem / 2**30, 1),
-        "python": platform.python_version(),
-        "duckdb": duckdb.__version__,
-        "dagster": dagster.__version__,
-        "pyarrow": pyarrow.__version__,
-        "platform": platform.platform(),
+        "size": size,
+        "signals": SIZES[size],
+        "landed_lines": bench.workload.count(bench.workload.history),
+        "machine": machine(),
+        "figures": sorted((f.row(k) for k, f in bench.figures.items()), key=lambda r: r["fig"]),
+        "checks": bench.checks,
+        "info": bench.info,
     }
+
+
+def _histories(text: str) -> tuple[int, ...]:
+    days = tuple(int(d) for d in text.split(",") if d)
+    if any(not 0 <= d < DAYS for d in days):
+        raise argparse.ArgumentTypeError(f"days of history must be within 0..{DAYS - 1}")
+    return days
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=sorted(SIZES), default="1m")
+    parser.add_argument("--size", choices=list(SIZES), default="1m")
+    parser.add_argument("--scaling", metavar="SIZES", help="e.g. 1m,10m,30m: figure 3 instead")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--histories",
+        type=_histories,
+        default=HISTORIES,
+        help="figure 4: days of history (< 30) to add day 31 to, besides 30; default 0,1,10",
+    )
+    parser.add_argument("--work", type=Path, default=WORK, help="workloads and homes")
+    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    n = SIZES[args.size]
-    wl = workload(n)
-    days = sorted((wl / "signals").glob("day-*.jsonl"))
-    history, last = [str(p) for p in days[:-1]], str(days[-1])
-    figures = {
-        k: Figure(*v)
-        for k, v in {
-            "landing": ("landing rate (JSONL)", "signals/s"),
-            "floor": ("JSON floor (1 key, all signals)", "s"),
-            "run": (f"full run, {DAYS} days", "s"),
-            "ratio": ("full run / JSON floor", "x"),
-            "rss": ("full run peak RSS", "GB"),
-            "noop": ("run with nothing to do (fixed overhead)", "s"),
-            "increment": ("day 31 on top of 30 days", "s"),
-            "alone": ("day 31 alone", "s"),
-            "inc_ratio": ("day 31 incremental / alone", "x"),
-            "hot": ("breakdown by a hot key (team)", "s"),
-            "arbitrary": ("breakdown by an arbitrary key ($.model)", "s"),
-            "arb_ratio": ("arbitrary-key breakdown / JSON floor", "x"),
-        }.items()
-    }
-    home, solo = WORK / "home", WORK / "home-day31"
-    lines = sum(_count_lines(Path(p)) for p in history)
-    for i in range(args.repeat):
-        prepare_home(home, wl)
-        wall, _, _ = tally(home, "ingest", *history)
-        landed = lines
-        figures["landing"].values.append(landed / wall)
-        floor = json_floor(home)
-        run, rss, _ = tally(home, "run")
-        noop, _, _ = tally(home, "run")
-        figures["floor"].values.append(floor)
-        figures["run"].values.append(run)
-        figures["ratio"].values.append((run - noop) / floor)
-        figures["rss"].values.append(rss / 1e9)
-        figures["noop"].values.append(noop)
-        hot, arbitrary = breakdown_times(home)
-        figures["hot"].values.append(hot)
-        figures["arbitrary"].values.append(arbitrary)
-        figures["arb_ratio"].values.append(arbitrary / floor)
-        tally(home, "ingest", last)
-        inc, _, _ = tally(home, "run")
-        prepare_home(solo, wl)
-        tally(solo, "ingest", last)
-        alone, _, _ = tally(solo, "run")
-        figures["increment"].values.append(inc - noop)
-        figures["alone"].values.append(alone - noop)
-        figures["inc_ratio"].values.append((inc - noop) / (alone - noop))
-        print(
-            f"repeat {i + 1}/{args.repeat}: landing {landed / wall:,.0f}/s, run {run:.1f} s, "
-            f"floor {floor:.2f} s, noop {noop:.1f} s, day31 {inc:.1f} s vs alone {alone:.1f} s",
-            flush=True,
-        )
-    result = {
-        "size": args.size,
-        "signals": n,
-        "machine": machine(),
-        "figures": [f.row() for f in figures.values()],
-    }
-    write(result)
+    if args.scaling:
+        sizes = args.scaling.split(",")
+        unknown = [s for s in sizes if s not in SIZES]
+        if unknown:
+            parser.error(f"unknown sizes {unknown}; choose from {', '.join(SIZES)}")
+        result = scaling.measure(sizes, args.repeat, args.work)
+        report.write_scaling(result, args.results)
+    else:
+        result = measure(args.size, args.repeat, args.work, args.histories)
+        report.write(result, args.results)
     return result
-
-
-def write(result: dict) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    name = result["size"]
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
-    lines = [
-        f"# Tally benchmark: {result['signals']:,} signals ({name})",
-        "",
-        "machine: " + ", ".join(f"{k} {v}" for k, v in result["machine"].items()),
-        "",
-        "| figure | median | min | max | unit | runs |",
-        "|---|---:|---:|---:|---|---:|",
-    ]
-    for f in result["figures"]:
-        lines.append(
-            f"| {f['figure']} | {f['median']:,.2f} | {f['min']:,.2f} | {f['max']:,.2f} "
-            f"| {f['unit']} | {f['runs']} |"
-        )
-    table = "\n".join(lines)
-    (RESULTS / f"{name}.md").write_text(table + "\n")
-    print(table)
 
 
 if __name__ == "__main__":

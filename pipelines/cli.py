@@ -572,9 +572,16 @@ def demo(home: HomeOpt = None) -> None:
         "table",
         f"Organization pools at the end of {day} (seats: tally balances)",
     )
+    month = day[:7]
     out.print(
-        f"Next: [bold]./dev.sh tally balances[/], [bold]./dev.sh tally ui[/], or "
-        f"duckdb -readonly {h.warehouse}"
+        "Next:\n"
+        "  ./dev.sh tally balances                  balances per pool and seat\n"
+        f"  ./dev.sh tally statement --customer cus_acme --month {month} --out acme.html\n"
+        "  ./dev.sh tally report --out report.html  the overview page\n"
+        "  ./dev.sh tally ui                        the Dagster UI\n"
+        "  TALLY_API_TOKENS=secret ./dev.sh tally serve   the Paid-compatible API\n"
+        f"  duckdb -readonly {h.warehouse}",
+        highlight=False,
     )
 
 

@@ -1,4 +1,5 @@
-"""HTTP ingest rate of `tally serve`: `./dev.sh bench-http [--signals N] [--repeat R]`.
+"""HTTP ingest rate of `tally serve` (figure 7 of `./dev.sh bench`; alone:
+`.venv/bin/python -m benchmarks.http [--signals N] [--sdk-signals N] [--repeat R]`).
 
 Starts the real server on a fresh home (loopback, a free port) and posts `POST /api/v2/signals/bulk`
 in batches of 500 from 4 concurrent clients, two ways:
@@ -113,13 +114,17 @@ def _sdk_all(url: str, batches: list[list[dict]]) -> None:
         list(pool.map(worker, [batches[k::CLIENTS] for k in range(CLIENTS)]))
 
 
-def measure(signals: int) -> dict[str, float]:
-    """Signals/s over HTTP: pre-serialized bodies, then the SDK, each on a fresh server."""
-    n = max(BATCH * CLIENTS, signals // BATCH * BATCH)
-    batches = [[_signal(i) for i in range(b, b + BATCH)] for b in range(0, n, BATCH)]
-    bodies = [json.dumps({"signals": b}).encode() for b in batches]
+def measure(signals: int, sdk_signals: int | None = None) -> dict[str, float]:
+    """Signals/s over HTTP: pre-serialized bodies, then the SDK (on `sdk_signals`, default the
+    same number: the SDK is the slow side), each on a fresh server."""
     out = {}
-    for name, send, payload in (("raw", _post_all, bodies), ("sdk", _sdk_all, batches)):
+    for name, count in (("raw", signals), ("sdk", sdk_signals or signals)):
+        n = max(BATCH * CLIENTS, count // BATCH * BATCH)
+        batches = [[_signal(i) for i in range(b, b + BATCH)] for b in range(0, n, BATCH)]
+        payload = (
+            [json.dumps({"signals": b}).encode() for b in batches] if name == "raw" else batches
+        )
+        send = _post_all if name == "raw" else _sdk_all
         server = _Server()
         try:
             started = time.perf_counter()
@@ -133,10 +138,14 @@ def measure(signals: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--signals", type=int, default=200_000)
+    parser.add_argument("--sdk-signals", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    runs = [measure(args.signals) for _ in range(args.repeat)]
-    print(f"HTTP ingest, {args.signals:,} signals, batches of {BATCH}, {CLIENTS} clients")
+    runs = [measure(args.signals, args.sdk_signals) for _ in range(args.repeat)]
+    print(
+        f"HTTP ingest: {args.signals:,} signals pre-serialized, {args.sdk_signals:,} through the "
+        f"SDK; batches of {BATCH}, {CLIENTS} concurrent clients"
+    )
     print("| client | median | min | max | unit |\n|---|---:|---:|---:|---|")
     for name in ("raw", "sdk"):
         values = [r[name] for r in runs]

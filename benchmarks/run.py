@@ -14,6 +14,7 @@ issue #7) on the `Bench`:
    (chdb), Polars and plain Python on the same files, checked equal to Tally's;
 4. incremental cost (`benchmarks/incremental.py`): the run that adds day 31 to homes holding 30
    days of history and (`--histories`) 0, 1 and 10.
+7. HTTP ingest (`benchmarks/http.py`): `tally serve` fed pre-serialized bodies and by the SDK.
 Each figure is the median of `--repeat` runs with min and max. Results go to stdout as a table and
 to `<results>/<size>.json`, `.md` and `.svg` (`benchmarks/report.py`), with machine information.
 """
@@ -25,7 +26,7 @@ import shutil
 import time
 from pathlib import Path
 
-from benchmarks import incremental, peers, report, scaling
+from benchmarks import http, incremental, peers, report, scaling
 from benchmarks.harness import (
     DAYS,
     HISTORIES,
@@ -109,10 +110,25 @@ def breakdowns(bench: Bench) -> None:
     )
 
 
+def http_ingest(bench: Bench) -> None:
+    """Figure 7: `tally serve` on homes of its own, fed pre-serialized bodies and by the SDK."""
+    signals = min(sum(bench.workload.lines.values()), 200_000)
+    rates = http.measure(signals, sdk_signals=min(signals, 50_000))
+    bench.add(
+        "http_raw", 7, "HTTP ingest, pre-serialized bodies (4 clients)", "signals/s", rates["raw"]
+    )
+    bench.add("http_sdk", 7, "HTTP ingest, paid-python SDK (4 clients)", "signals/s", rates["sdk"])
+
+
 # Each repeat runs these in order. Peers read the main home as the full run left it, so they come
-# before `incremental`, which lands day 31 in it. A section that needs its own home (figure 7,
-# HTTP ingest) goes anywhere: a function of the Bench that records figures with `bench.add`.
-SECTIONS: tuple[Section, ...] = (land_and_run, breakdowns, peers.measure, incremental.measure)
+# before `incremental`, which lands day 31 in it.
+SECTIONS: tuple[Section, ...] = (
+    land_and_run,
+    breakdowns,
+    peers.measure,
+    incremental.measure,
+    http_ingest,
+)
 
 
 def measure(size: str, repeat: int, work: Path, histories: tuple[int, ...] = HISTORIES) -> dict:

@@ -290,6 +290,10 @@ def test_a_late_signal_never_changes_a_final_statement(fresh_home):
     assert final["status"] == "final" and final["finalized_at"] == "2026-12-04T00:00:00Z"
     assert closing.final_months(home) == [NOV]
     stored = closing.final_path(home, NOV).read_bytes()
+    # The warehouse published before November closed lists it at once (the view reads files).
+    con = warehouse(home)
+    assert query(con, "SELECT DISTINCT month FROM statement_line") == [(date(2026, 11, 1),)]
+    con.close()
 
     land(home, [LATE])
     run(home, until=date(2026, 12, 31))  # the engine re-prices Nov 10 and reruns the ledger
@@ -334,6 +338,13 @@ def test_a_late_signal_never_changes_a_final_statement(fresh_home):
         " GROUP BY ALL",
     )
     assert carried == [(date(2026, 12, 1), "final", D(1))]
+    # statement_line lists the months finalized since the last publish (no republish here).
+    finalized = query(con, "SELECT DISTINCT month, kind FROM statement_line ORDER BY ALL")
+    assert finalized == [
+        (date(2026, 11, 1), "statement"),
+        (date(2026, 12, 1), "adjustment"),
+        (date(2026, 12, 1), "statement"),
+    ]
     con.close()
 
 

@@ -39,6 +39,11 @@ def _sources(home: Home, config: Config) -> dict[str, str]:
         "rejects": (home.lake / "rejects", REJECT_SCHEMA.empty_table),
         "statement_line": (statements_dir(home) / "line", LINE_SCHEMA.empty_table),
     }
+    # Months are finalized between publishes: an empty file keeps the statement_line glob valid
+    # from the start, so the view lists final statements at query time, not as of the publish.
+    lines_anchor = statements_dir(home) / "line" / "date=none" / "data.parquet"
+    if not lines_anchor.exists():
+        write_parquet_atomic(LINE_SCHEMA.empty_table(), lines_anchor)
     out = {}
     for name, (directory, empty) in sources.items():
         if any(directory.glob("date=*/*.parquet")):

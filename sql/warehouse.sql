@@ -8,10 +8,15 @@ CREATE VIEW fact_signal AS
 SELECT * EXCLUDE (seq)
 FROM read_parquet({fact_signal}, hive_partitioning = false);
 
--- fact_signal summed per day and built-in dimension and hot key (fast breakdowns).
+-- fact_signal summed per day and built-in dimension and hot key (fast breakdowns). A day that
+-- received late signals has a rollup part per pricing, so groups are summed across the parts.
 CREATE VIEW signal_rollup AS
-SELECT *
-FROM read_parquet({signal_rollup}, hive_partitioning = false);
+SELECT * EXCLUDE (signals, quantity, credits),
+       CAST(sum(signals) AS BIGINT) AS signals,
+       sum(quantity) AS quantity,
+       sum(credits) AS credits
+FROM read_parquet({signal_rollup}, hive_partitioning = false)
+GROUP BY ALL;
 
 CREATE VIEW balance_snapshot AS
 SELECT *

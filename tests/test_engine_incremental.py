@@ -103,7 +103,7 @@ def outputs(home: Home) -> dict[str, list[tuple]]:
     try:
         for table_dir in sorted(p for p in home.engine_dir.iterdir() if p.is_dir()):
             files = sorted(table_dir.glob("date=*/*.parquet"))
-            partitions = sorted(f.parent.name for f in files)
+            partitions = sorted({f.parent.name for f in files})  # a day may hold late parts
             out[f"{table_dir.name} partitions"] = [tuple(partitions)]
             if not files:
                 continue
@@ -112,6 +112,12 @@ def outputs(home: Home) -> dict[str, list[tuple]]:
             )
             columns = [c for c in rel.columns if c != "received_at"]  # the wall clock of landing
             rows = rel.select(*[duckdb.ColumnExpression(c) for c in columns]).fetchall()
+            if table_dir.name == "signal_rollup":  # late parts split a day's groups: sum them
+                rel.create_view("rollup_parts", replace=True)
+                rows = con.sql(
+                    "SELECT * EXCLUDE (signals, quantity, credits), sum(signals), sum(quantity), "
+                    "sum(credits) FROM rollup_parts GROUP BY ALL"
+                ).fetchall()
             out[table_dir.name] = sorted(rows, key=repr)
     finally:
         con.close()
@@ -370,3 +376,40 @@ grants:
         .fetchall()
     )
     assert charged > 0  # the seat grant did move signals: the re-pricing was needed
+
+
+def test_late_signals_are_priced_alone_into_bounded_late_parts(workload, new_home) -> None:
+    """Days that only receive late signals price just those, into parts of their own; after
+    MAX_LATE_FILES parts the day is priced whole again. Every step equals a from-scratch run."""
+    from pipelines.lib.pricing import MAX_LATE_FILES, fact_signal_files
+
+    home = new_home("incremental", workload.config_dir)
+    land_files(home, workload.signal_files)
+    run_engine(home)
+    customer = load_config(home.config_dir).customers[0].external_id
+    sent: list[dict] = []
+    counts = []
+    for batch in range(MAX_LATE_FILES + 2):
+        late = [
+            {
+                "eventName": "email_sent",
+                "customer": {"externalCustomerId": customer},
+                "attribution": {"externalProductId": "outreach"},
+                "timestamp": f"{day(d)}T10:00:0{batch % 10}Z",
+                "idempotencyKey": f"late-{batch}-{d}",
+            }
+            for d in (3, 4)
+        ]
+        land(home, late)
+        sent += late
+        result = run_engine(home)
+        assert priced_days(result) == [day(3), day(4)]
+        assert ledger_days(result) == days(3, 10)
+        counts.append(len(fact_signal_files(home.engine_dir, day(3))))
+    # one late part per run, until the day is priced whole again
+    assert counts == [*range(2, MAX_LATE_FILES + 2), 1, 2]
+    scratch = new_home("scratch", home.config_dir)
+    land_files(scratch, workload.signal_files)
+    land(scratch, sent)
+    run_engine(scratch)
+    assert_same_outputs(home, scratch)

@@ -6,18 +6,19 @@ day's run costs what that day costs.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 from pipelines.lib.config import Config
 from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
+from pipelines.lib.lake import Lake, publish_file, temp_path
+from pipelines.lib.pricing import fact_signal_files
 from pipelines.lib.sql import connect, load_sql
 
 
-def _files(engine_dir: Path, output: str, days: list[str]) -> list[str]:
-    return [
-        str(p) for d in days if (p := engine_dir / output / f"date={d}" / "data.parquet").exists()
-    ]
+def _fact_files(engine_dir: Path, days: list[str]) -> list[str]:
+    return [str(p) for d in days for p in fact_signal_files(engine_dir, d)]
 
 
 def conservation(home: Home, config: Config, last_day: str) -> list[tuple]:
@@ -35,7 +36,7 @@ def conservation(home: Home, config: Config, last_day: str) -> list[tuple]:
 def signal_status(home: Home, days: list[str]) -> list[tuple]:
     lake = Lake(home.lake)
     landed = [str(f.path) for d in days for f in lake.files(date=d)]
-    fact = _files(home.engine_dir, "fact_signal", days)
+    fact = _fact_files(home.engine_dir, days)
     if not landed and not fact:
         return []
     con = connect()
@@ -47,19 +48,33 @@ def signal_status(home: Home, days: list[str]) -> list[tuple]:
 
 
 def idempotency(home: Home, days: list[str]) -> list[tuple]:
-    fact = _files(home.engine_dir, "fact_signal", days)
+    fact = _fact_files(home.engine_dir, days)
     if not fact:
         return []
     con = connect()
     con.read_parquet(fact).create_view("fact")
     offenders = con.sql(load_sql("check_idempotency")).fetchall()
     # Each charged key must be the first copy the lake ever received (its index says which).
-    # Keys are read in sorted order (the index's order) and in batches: bounded memory.
-    lake = Lake(home.lake)
+    # That is a property of each row alone, so a part file verified before, and unchanged since,
+    # stays verified: only new or rewritten parts (a day's late signals) are looked up.
+    verified = _Verified(home.engine_dir / "checks" / "first_copies.json")
+    todo = [f for f in fact if not verified.has(f)]
+    if todo:
+        con.read_parquet(todo).create_view("unverified")
+        offenders += _not_first_copies(con, Lake(home.lake))
+    if not offenders:
+        verified.add(todo)
+    return offenders
+
+
+def _not_first_copies(con, lake: Lake) -> list[tuple]:
+    """Charged keys of view `unverified` whose row is not the first copy the lake received.
+    Keys are read in sorted order (the index's order) and in batches: bounded memory."""
     charged = con.sql(
-        "SELECT idempotency_key, seq FROM fact WHERE idempotency_key IS NOT NULL "
+        "SELECT idempotency_key, seq FROM unverified WHERE idempotency_key IS NOT NULL "
         "ORDER BY idempotency_key"
     ).to_arrow_reader(200_000)
+    offenders = []
     for batch in charged:
         keys, seqs = batch.column(0).to_pylist(), batch.column(1).to_pylist()
         first = lake.first_copies(keys)
@@ -69,3 +84,28 @@ def idempotency(home: Home, days: list[str]) -> list[tuple]:
             if first.get(k) != q
         ]
     return offenders
+
+
+class _Verified:
+    """Part files a check has passed, by path, size and modification time (a rewritten part has
+    a new one); the record forgets files that no longer exist."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.files: dict[str, list[int]] = json.loads(path.read_text()) if path.exists() else {}
+
+    @staticmethod
+    def _stamp(file: str) -> list[int]:
+        st = os.stat(file)
+        return [st.st_size, st.st_mtime_ns]
+
+    def has(self, file: str) -> bool:
+        return self.files.get(file) == self._stamp(file)
+
+    def add(self, files: list[str]) -> None:
+        self.files = {f: s for f, s in self.files.items() if os.path.exists(f)}
+        self.files.update({f: self._stamp(f) for f in files})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(self.path)
+        tmp.write_text(json.dumps(self.files))
+        publish_file(tmp, self.path)

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from pipelines.lib.config import Config, Grant
 from pipelines.lib.lake import write_parquet_atomic
+from pipelines.lib.pricing import fact_signal_files
 from pipelines.lib.sql import load_sql
 
 MICRO = 10**6
@@ -247,9 +248,7 @@ def _grant_events(grants, start_us: int, end_us: int) -> dict[Recipient, list[tu
 
 def _spend_events(con: duckdb.DuckDBPyConnection, engine_dir: Path, days: list[date]):
     """(recipient, spend event) per ledger segment of the days' priced signals."""
-    files = [
-        str(p) for d in days if (p := _path(engine_dir, "fact_signal", d.isoformat())).exists()
-    ]
+    files = [str(p) for d in days for p in fact_signal_files(engine_dir, d.isoformat())]
     if not files:
         return
     con.read_parquet(files).create_view("fact", replace=True)

@@ -74,12 +74,29 @@ class PricedDay:
     max_seq: int = 0  # the last landing sequence number this pricing covered
 
 
-def fact_signal_path(engine_dir: Path, day: str) -> Path:
-    return engine_dir / "fact_signal" / f"date={day}" / "data.parquet"
+MAX_LATE_FILES = 8  # late parts a day may collect before pricing merges them into data.parquet
 
 
-def rollup_path(engine_dir: Path, day: str) -> Path:
-    return engine_dir / "signal_rollup" / f"date={day}" / "data.parquet"
+def fact_signal_path(engine_dir: Path, day: str, part: str = "data") -> Path:
+    return engine_dir / "fact_signal" / f"date={day}" / f"{part}.parquet"
+
+
+def rollup_path(engine_dir: Path, day: str, part: str = "data") -> Path:
+    return engine_dir / "signal_rollup" / f"date={day}" / f"{part}.parquet"
+
+
+def fact_signal_files(engine_dir: Path, day: str) -> list[Path]:
+    """A day's priced signals: `data.parquet` plus the late parts appended since (each part
+    holds the signals that landed after the previous pricing, named by their first sequence)."""
+    return sorted((engine_dir / "fact_signal" / f"date={day}").glob("*.parquet"))
+
+
+def _late_parts(engine_dir: Path, day: str) -> list[Path]:
+    return [
+        p
+        for output in ("fact_signal", "signal_rollup")
+        for p in (engine_dir / output / f"date={day}").glob("late-*.parquet")
+    ]
 
 
 def hot_key_pointers(config: Config) -> list[str]:
@@ -157,37 +174,57 @@ def price_day(
     prepared: Prepared,
     since: int | None = None,
 ) -> PricedDay:
-    """Price the landed signals of `day` and replace that day's `fact_signal` partition.
+    """Price the landed signals of `day` into that day's `fact_signal` and `signal_rollup`.
 
-    With `since` (the last landing sequence number already priced, when neither the signals
-    nor the configuration of that day changed otherwise), only later signals (late arrivals) are
-    priced and appended to the day's existing rows: pricing a signal never depends on the others.
+    Without `since`, every signal of the day is priced into `data.parquet` (late parts removed).
+    With `since` (the last landing sequence number already priced, when neither the signals nor
+    the configuration of that day changed otherwise), only later signals (late arrivals) are
+    priced, into a part of their own beside the day's rows: pricing a signal never depends on the
+    others, so a day that receives a few late signals costs what those signals cost. After
+    MAX_LATE_FILES parts the day is priced whole again, which bounds its files.
     """
     files = [str(f.path) for f in lake.files(date=day)]
-    out = fact_signal_path(engine_dir, day)
     if not files:
-        out.unlink(missing_ok=True)
-        rollup_path(engine_dir, day).unlink(missing_ok=True)
+        for path in (fact_signal_path(engine_dir, day), rollup_path(engine_dir, day)):
+            path.unlink(missing_ok=True)
+        for path in _late_parts(engine_dir, day):
+            path.unlink()
         return PricedDay(day, 0, Decimal(0), {}, 0)
     landed = con.read_parquet(files)
     max_seq = landed.aggregate("max(seq)").fetchall()[0][0]
-    sql = load_sql("priced_signal").replace("{hot_columns}", prepared.hot_columns)
-    params: dict = {"pointers": prepared.pointers}
-    if since is not None and out.exists():
+    existing = fact_signal_files(engine_dir, day)
+    append = since is not None and bool(existing) and len(existing) <= MAX_LATE_FILES
+    if append and max_seq <= since:
+        return _counts(con, engine_dir, day, max_seq)  # nothing new (e.g. only compaction)
+    if append:
         # `since` is our own integer from state.json (the relation API takes no parameters).
         landed.filter(f"seq > {int(since)}").create_view("landed", replace=True)
-        con.read_parquet(str(out)).create_view("already_priced", replace=True)
-        sql = f"SELECT * FROM already_priced UNION ALL BY NAME ({sql})"
+        part = f"late-{int(since) + 1:016d}"
     else:
         landed.create_view("landed", replace=True)
+        part = "data"
+    _write_part(con, engine_dir, day, part, prepared)
+    if not append:
+        for path in _late_parts(engine_dir, day):
+            path.unlink()
+    return _counts(con, engine_dir, day, max_seq)
+
+
+def _write_part(
+    con: duckdb.DuckDBPyConnection, engine_dir: Path, day: str, part: str, prepared: Prepared
+) -> None:
+    """Price view `landed` into the day's fact_signal part `part`, then its rollup part."""
+    sql = load_sql("priced_signal").replace("{hot_columns}", prepared.hot_columns)
+    out = fact_signal_path(engine_dir, day, part)
     tmp = temp_path(out)
     # DuckDB writes the Parquet itself (in parallel, without a trip through Python).
-    params["out"] = str(tmp)
-    con.execute(f"COPY ({sql}) TO $out (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)",
-                params)
+    con.execute(
+        f"COPY ({sql}) TO $out (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)",
+        {"pointers": prepared.pointers, "out": str(tmp)},
+    )
     publish_file(tmp, out)
     con.read_parquet(str(out)).create_view("fact", replace=True)
-    rollup = rollup_path(engine_dir, day)
+    rollup = rollup_path(engine_dir, day, part)
     tmp = temp_path(rollup)
     con.execute(
         "COPY ("
@@ -196,14 +233,18 @@ def price_day(
         {"out": str(tmp)},
     )
     publish_file(tmp, rollup)
+
+
+def _counts(con: duckdb.DuckDBPyConnection, engine_dir: Path, day: str, max_seq: int) -> PricedDay:
+    """The whole day's rows, credits and statuses (two columns of its parts)."""
     counts = con.execute(
         "SELECT status, count(*), sum(credits) FROM read_parquet($f) GROUP BY ALL",
-        {"f": str(out)},
+        {"f": [str(p) for p in fact_signal_files(engine_dir, day)]},
     ).fetchall()
     return PricedDay(
         day=day,
         rows=sum(n for _, n, _ in counts),
-        credits=sum((c for _, _, c in counts), Decimal(0)),
+        credits=sum((c or Decimal(0) for _, _, c in counts), Decimal(0)),
         statuses={status: n for status, n, _ in counts},
         max_seq=max_seq,
     )

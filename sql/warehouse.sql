@@ -9,13 +9,18 @@ SELECT * EXCLUDE (seq)
 FROM read_parquet({fact_signal}, hive_partitioning = false);
 
 -- fact_signal summed per day and built-in dimension and hot key (fast breakdowns). A day that
--- received late signals has a rollup part per pricing, so groups are summed across the parts.
+-- received late signals has a rollup part per pricing: signal_rollup_part is the parts as
+-- written (what breakdowns sum), signal_rollup one row per group.
+CREATE VIEW signal_rollup_part AS
+SELECT *
+FROM read_parquet({signal_rollup}, hive_partitioning = false);
+
 CREATE VIEW signal_rollup AS
 SELECT * EXCLUDE (signals, quantity, credits),
        CAST(sum(signals) AS BIGINT) AS signals,
        sum(quantity) AS quantity,
        sum(credits) AS credits
-FROM read_parquet({signal_rollup}, hive_partitioning = false)
+FROM signal_rollup_part
 GROUP BY ALL;
 
 CREATE VIEW balance_snapshot AS

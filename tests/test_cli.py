@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -75,6 +76,20 @@ def test_demo_publishes_a_checked_warehouse(demo_home):
 
 def test_run_twice_does_nothing_the_second_time(demo_home):
     assert "everything is up to date" in tally("run", home=demo_home).stdout
+
+
+def test_a_warehouse_from_an_older_version_is_republished(demo_home, tmp_path):
+    home = tmp_path / "data"
+    shutil.copytree(demo_home, home)
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("DROP TABLE tally_meta")  # as published before the views changed
+    con.execute("DROP VIEW signal_rollup_part")
+    con.close()
+    assert "republished" in tally("run", home=home).stdout
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM signal_rollup_part").fetchall()[0][0] > 0
+    con.close()
+    assert "everything is up to date" in tally("run", home=home).stdout
 
 
 def test_balances_formats(demo_home):

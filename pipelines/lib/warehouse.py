@@ -6,9 +6,11 @@ and readers never see a half-published warehouse (PRODUCT.md §5, ARCHITECTURE.m
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 
 from pipelines.lib.config import Config
@@ -56,6 +58,26 @@ def _sources(home: Home, config: Config) -> dict[str, str]:
     return out
 
 
+def _version() -> str:
+    """Changes whenever the published views or macros do (their SQL)."""
+    text = load_sql("warehouse") + load_sql("statement_adjustment")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def is_current(home: Home) -> bool:
+    """False when the published warehouse was built by an older Tally (other views): republish
+    it, even when there is no new data to process."""
+    if not home.warehouse.exists():
+        return True
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        return con.execute("SELECT schema_version FROM tally_meta").fetchall() == [(_version(),)]
+    except duckdb.CatalogException:
+        return False
+    finally:
+        con.close()
+
+
 def publish(home: Home, config: Config) -> Path:
     """Write the warehouse for `home` and atomically replace the published file."""
     target = home.warehouse
@@ -83,6 +105,7 @@ def publish(home: Home, config: Config) -> Path:
         for name, literal in _sources(home, config).items():
             script = script.replace("{" + name + "}", literal)
         con.execute(script)
+        con.execute("CREATE TABLE tally_meta AS SELECT $v AS schema_version", {"v": _version()})
         con.execute("CHECKPOINT")
     finally:
         con.close()

@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -40,6 +40,7 @@ from pipelines.api.http import (
 from pipelines.api.ingest import Committer, parse_bulk
 from pipelines.api.runner import Runner
 from pipelines.api.store import Store, iso
+from pipelines.lib.analytics import data_keys
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
 
@@ -124,7 +125,6 @@ async def list_signals(request: Request, api: Api) -> Response:
     found, total = await asyncio.to_thread(
         read.signals,
         api.lake,
-        seq=None,
         name=q.get("signalName"),
         customer_id=q.get("customerId"),
         external_customer_id=q.get("externalCustomerId"),
@@ -145,20 +145,7 @@ async def get_signal(request: Request, api: Api) -> Response:
     digits = ident.removeprefix("sig_")
     if not (ident.startswith("sig_") and digits.isdigit()):
         raise not_found("signal", ident)
-    found, _ = await asyncio.to_thread(
-        read.signals,
-        api.lake,
-        seq=int(digits),
-        name=None,
-        customer_id=None,
-        external_customer_id=None,
-        product_id=None,
-        external_product_id=None,
-        from_ts=None,
-        to_ts=None,
-        limit=1,
-        offset=0,
-    )
+    found, _ = await asyncio.to_thread(read.signals, api.lake, limit=1, seq=int(digits))
     if not found:
         raise not_found("signal", ident)
     return reply(_signal_item(found[0]))
@@ -178,10 +165,6 @@ async def analytics_schema(request: Request, api: Api) -> Response:
 
 
 async def signals_metadata(request: Request, api: Api) -> Response:
-    from datetime import timedelta
-
-    from pipelines.lib.analytics import data_keys
-
     to_ts = time_param(request, "toDate") or datetime.now(UTC)
     from_ts = time_param(request, "fromDate") or to_ts - timedelta(days=30)
     meta = {"fromDate": iso(from_ts), "toDate": iso(to_ts)}

@@ -20,8 +20,7 @@ import duckdb
 from pipelines.api.errors import ApiError
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
-from pipelines.lib.sql import load_sql
-from pipelines.lib.warehouse import sql_literal
+from pipelines.lib.sql import connect, load_sql
 
 QUERY_ROW_CAP = 10_000
 QUERY_TIMEOUT_S = 30.0
@@ -33,9 +32,8 @@ def warehouse(home: Home) -> Iterator[duckdb.DuckDBPyConnection | None]:
     if not home.warehouse.exists():
         yield None
         return
-    con = duckdb.connect(str(home.warehouse), read_only=True)
+    con = connect(home.warehouse, read_only=True)
     try:
-        con.execute("SET TimeZone = 'UTC'")
         yield con
     finally:
         con.close()
@@ -62,19 +60,34 @@ def transactions(home: Home, **filters: Any) -> tuple[list[dict[str, Any]], int]
     return out, (out[0]["total"] if out else 0)
 
 
-def signals(lake: Lake, **filters: Any) -> tuple[list[dict[str, Any]], int]:
-    """Landed signals newest first; `seq` narrows the scan to the one file that holds it."""
+FILTERS = (
+    "seq",
+    "name",
+    "customer_id",
+    "external_customer_id",
+    "product_id",
+    "external_product_id",
+    "from_ts",
+    "to_ts",
+)
+
+
+def signals(
+    lake: Lake, limit: int = 100, offset: int = 0, **filters: Any
+) -> tuple[list[dict[str, Any]], int]:
+    """Landed signals newest first, filtered by any of FILTERS (absent = any); `seq` narrows
+    the scan to the one file that holds it."""
+    params: dict[str, Any] = dict.fromkeys(FILTERS) | filters | {"limit": limit, "offset": offset}
     files = lake.files()
-    seq = filters.get("seq")
-    if seq is not None:
-        files = [f for f in files if f.min_seq <= seq <= f.max_seq]
+    if params["seq"] is not None:
+        files = [f for f in files if f.min_seq <= params["seq"] <= f.max_seq]
     if not files:
         return [], 0
-    listing = "[" + ", ".join(sql_literal(str(f.path)) for f in files) + "]"
-    con = duckdb.connect()
+    con = connect()
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        out = rows(con.execute(load_sql("api_signals").replace("{files}", listing), filters))
+        out = rows(
+            con.execute(load_sql("api_signals"), params | {"files": [str(f.path) for f in files]})
+        )
     finally:
         con.close()
     return out, (out[0]["total"] if out else 0)

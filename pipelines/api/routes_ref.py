@@ -725,9 +725,11 @@ def _order_customer(api: Api, order_id: str) -> tuple[Config, str]:
     return config, customer
 
 
-def _order_seat(seat: Seat, api: Api, at: datetime) -> dict[str, Any]:
+def _order_seat(
+    seat: Seat, api: Api, at: datetime, records: dict[str, Any] | None = None
+) -> dict[str, Any]:
     holder = _holder(seat, at)
-    rec = _records(api).get(f"seat:{seat.id}", {})
+    rec = (_records(api) if records is None else records).get(f"seat:{seat.id}", {})
     return {
         "id": seat.id,
         "orderId": f"ord_{seat.customer_id}",
@@ -742,7 +744,8 @@ async def list_seats(request: Request, api: Api) -> Response:
     config, customer = _order_customer(api, request.path_params["order"])
     limit, offset = int_param(request, "limit", 100, 1000), int_param(request, "offset", 0)
     at = now()
-    items = [_order_seat(s, api, at) for s in config.seats if s.customer_id == customer]
+    records = _records(api)  # read api.yaml once, not once per seat
+    items = [_order_seat(s, api, at, records) for s in config.seats if s.customer_id == customer]
     status = request.query_params.get("status")
     items = [s for s in items if status is None or s["status"] == status]
     return reply(
@@ -842,7 +845,8 @@ async def assign_seats(request: Request, api: Api) -> Response:
             user = _text(item, "userExternalId")
             _assign(doc, api, config, customer, seat_id, user, at)
     seats = {s.id: s for s in api.store.config().seats}
-    return reply({"data": [_order_seat(seats[i["seatId"]], api, at) for i in items]})
+    records = _records(api)
+    return reply({"data": [_order_seat(seats[i["seatId"]], api, at, records) for i in items]})
 
 
 ROUTES = [

@@ -22,8 +22,11 @@ from pipelines.lib.synth import synth
 DAY = "2026-11-02"
 
 
-@pytest.fixture()
-def home(tmp_path: Path) -> Home:
+@pytest.fixture(params=["lookups", "query"])
+def home(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """A processed home; each test runs with both first-copy strategies: lake index lookups and
+    the set-based query over every landed key (chosen by the share of the lake to verify)."""
+    monkeypatch.setattr(checks, "SCAN_SHARE", float("inf") if request.param == "lookups" else 0)
     work = synth(tmp_path / "w", signals=1500, days=3, customers=2, seed=5, start=date(2026, 11, 1))
     home = Home(tmp_path / "home")
     (home.root / "config").mkdir(parents=True)

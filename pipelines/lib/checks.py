@@ -67,9 +67,27 @@ def idempotency(home: Home, days: list[str]) -> list[tuple]:
     return offenders
 
 
+# Looking a key up in the lake index costs about 2.5 us; the set-based query costs about 1.3 s
+# per 10M landed rows plus its share of the join. Measured on 10M signals: 3 days (8% of the
+# lake) 2.2 s of lookups against 1.5 s of query, 1 day (1%) 0.5 s against 1.3 s. From this
+# share of the lake on, the query is the cheaper of the two.
+SCAN_SHARE = 1 / 20
+
+
 def _not_first_copies(con, lake: Lake) -> list[tuple]:
     """Charged keys of view `unverified` whose row is not the first copy the lake received.
-    Keys are read in sorted order (the index's order) and in batches: bounded memory."""
+
+    A run that verifies a large share of the lake (a first run, a reprice of everything) does it
+    in one set-based query over every landed key; a day's run looks its keys up in the lake
+    index, in sorted order (the index's order) and in batches: it costs what that day costs.
+    """
+    files = lake.files()
+    todo = con.sql("SELECT count(*) FROM unverified").fetchall()[0][0]
+    if todo >= SCAN_SHARE * sum(f.rows for f in files):
+        con.read_parquet([str(f.path) for f in files]).select("idempotency_key, seq").create_view(
+            "lake_keys"
+        )
+        return con.sql(load_sql("check_first_copy")).fetchall()
     charged = con.sql(
         "SELECT idempotency_key, seq FROM unverified WHERE idempotency_key IS NOT NULL "
         "ORDER BY idempotency_key"

@@ -16,6 +16,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -122,7 +123,7 @@ def ingest(
 ) -> None:
     """Validate and land signal files; prints ingested / duplicates / failed and each bad record."""
     from pipelines.lib.lake import Lake
-    from pipelines.lib.signals import IngestReport, ingest_file, worker_pool
+    from pipelines.lib.signals import IngestReport, ingest_files, worker_pool
 
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
@@ -150,16 +151,15 @@ def ingest(
         _user_errors(),
         Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress,
     ):
-        for f in files:
-            task = progress.add_task(f.name, total=f.stat().st_size)
-            report = ingest_file(
-                lake,
-                f,
-                on_errors=show_errors,
-                pool=pool,
-                progress=lambda done, task=task: progress.update(task, completed=done),
-            )
-            progress.update(task, completed=f.stat().st_size)
+        tasks: dict[Path, TaskID] = {}
+
+        def step(f: Path, done: int) -> None:
+            if f not in tasks:
+                tasks[f] = progress.add_task(f.name, total=f.stat().st_size)
+            progress.update(tasks[f], completed=done)
+
+        reports = ingest_files(lake, files, on_errors=show_errors, pool=pool, progress=step)
+        for report in reports:
             total.ingested += report.ingested
             total.duplicates += report.duplicates
             total.failed += report.failed

@@ -13,11 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.lib.lake import Lake
+from pipelines.lib import signals
 from pipelines.lib.signals import (
     IngestError,
     ingest_file,
+    ingest_files,
     ingest_signals,
     validate,
+    worker_pool,
 )
 
 EXACT = '{"n": 12345678901234567890, "x": 0.1, "Team": "a", "team": "b", "u": "é"}'
@@ -266,6 +269,53 @@ def test_jsonl_errors_name_file_and_line(lake, tmp_path):
     report = ingest_file(lake, f, on_errors=seen.extend)
     assert report.ingested == 1 and report.failed == 2
     assert [loc for loc, _ in seen] == [f"{f}:3", f"{f}:4"]
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_files_in_small_ranges_and_batches_keep_lines_sources_and_counts(
+    pooled, tmp_path, monkeypatch
+):
+    """Ranges of a few bytes (lines cross every boundary, one is longer than a read, the last has
+    no newline), batches spanning files, landing in the background: each file's report, each bad
+    line's number and each row's source are those of one plain pass over the lines."""
+    monkeypatch.setattr(signals, "CHUNK_BYTES", 100)
+    long_data = {"external_user_id": "usr_1", "pad": "x" * 70_000}  # > 64 KiB: rejected
+    files = []
+    for n in range(3):
+        f = tmp_path / f"f{n}.jsonl"
+        lines = [json.dumps(sig(idempotencyKey=f"k{i % 7}")) for i in range(20)]
+        lines[5] = "oops"
+        lines[9] = ""
+        lines[12] = json.dumps(sig(data=long_data))
+        f.write_text("\n".join(lines))  # no newline after the last line
+        files.append(f)
+    lake = Lake(tmp_path / f"lake-{pooled}")
+    seen = []
+    pool = worker_pool(2) if pooled else None
+    try:
+        reports = ingest_files(lake, files, on_errors=seen.extend, pool=pool, batch_rows=8)
+    finally:
+        if pool:
+            pool.shutdown()
+    assert [(r.ingested, r.duplicates, r.failed) for r in reports] == [
+        (7, 10, 2),  # keys k0..k6 are new in the first file only
+        (0, 17, 2),
+        (0, 17, 2),
+    ]
+    expected = [
+        (6, "invalid JSON: JSON is malformed: invalid character (byte 0)"),
+        (13, "data is 70040 bytes serialized, over the 64 KiB limit"),
+    ]
+    assert seen == [(f"{f}:{line}", reason) for f in files for line, reason in expected]
+    rows = landed(lake)
+    assert len(rows) == 51
+    assert {r["source"] for r in rows} == {str(f) for f in files}
+    con = duckdb.connect()
+    con.read_parquet([str(x.path) for x in lake.files()]).create_view("l")
+    per_source = dict(con.sql("SELECT source, count(*) FROM l GROUP BY ALL").fetchall())
+    assert per_source == {str(f): 17 for f in files}
+    firsts = con.sql("SELECT source, seq FROM l WHERE NOT is_duplicate ORDER BY seq").fetchall()
+    assert {src for src, _ in firsts} == {str(files[0])}
 
 
 def test_json_file_shapes_and_bad_files(lake, tmp_path):

@@ -286,6 +286,9 @@ class Lake:
     ) -> LandResult:
         """Land validated signals (`INCOMING_COLUMNS`) and rejects (`location, reason, raw`).
 
+        `source` names where they came from; a `source` column of `incoming` or `rejects` names
+        it row by row instead (a batch that spans several files).
+
         Assigns `seq`, `signal_id` and `received_at`, defaults `timestamp` to `received_at`, and
         flags every signal whose idempotency key was seen before (in history or earlier in this
         batch) as a duplicate of the first copy. Returns only after everything is durable.
@@ -362,9 +365,12 @@ class Lake:
             columns[name] = incoming[name].cast(pa.string())
         columns["is_duplicate"] = pa.nulls(n, pa.bool_())
         columns["duplicate_of"] = pa.nulls(n, pa.string())
-        columns["source"] = pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(n, dtype=np.int32)), pa.array([source], pa.string())
-        ).cast(pa.string())
+        if "source" in incoming.column_names:
+            columns["source"] = incoming["source"].cast(pa.string())
+        else:
+            columns["source"] = pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(n, dtype=np.int32)), pa.array([source], pa.string())
+            ).cast(pa.string())
         return pa.table(columns, schema=SIGNAL_SCHEMA)
 
     def _flag_duplicates(self, table: pa.Table) -> tuple[pa.Table, list[tuple[bytes, bytes]]]:
@@ -454,23 +460,23 @@ class Lake:
     ) -> list[tuple[str, str, pa.Table]]:
         plans: list[tuple[str, str, pa.Table]] = []
         if table.num_rows:
-            dates = pc.cast(table["timestamp"], pa.date32()).combine_chunks()
-            if not pc.all(pc.equal(dates, dates[0])).as_py():
-                order = pc.sort_indices(dates)  # stable: landing order kept within a day
-                table, dates = table.take(order), dates.take(order)
-            runs = pc.run_end_encode(dates)
-            start = 0
-            for value, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
-                date = value.isoformat()
+            dates = pc.cast(table["timestamp"], pa.date32())
+            days = sorted(pc.unique(dates).to_pylist())
+            for day in days:
+                # a filter per day keeps landing order within the day; it copies chunk by chunk
+                # (a sort and take over a batch of many chunks costs several times more)
+                part = table if len(days) == 1 else table.filter(pc.equal(dates, day))
+                date = day.isoformat()
                 rel = f"{SIGNALS}/date={date}/part-{batch:012d}.parquet"
-                plans.append((rel, date, table.slice(start, end - start)))
-                start = end
+                plans.append((rel, date, part))
         if rejects is not None and rejects.num_rows:
             received = pa.array([received_us] * rejects.num_rows, pa.int64())
             full = pa.table(
                 {
                     "received_at": received.cast(pa.timestamp("us", tz="UTC")),
-                    "source": pa.array([source] * rejects.num_rows, pa.string()),
+                    "source": rejects["source"].cast(pa.string())
+                    if "source" in rejects.column_names
+                    else pa.array([source] * rejects.num_rows, pa.string()),
                     "location": rejects["location"].cast(pa.string()),
                     "reason": rejects["reason"].cast(pa.string()),
                     "raw": rejects["raw"].cast(pa.string()),

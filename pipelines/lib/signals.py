@@ -13,11 +13,12 @@ per-signal); chunks are landed in file order, in batches, with bounded memory.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing import get_context
@@ -315,50 +316,109 @@ class IngestReport:
 
 OnErrors = Callable[[list[tuple[str, str]]], None]
 OnProgress = Callable[[int], None]
+_Add = Callable[[Validated, Callable[[int], str]], None]  # a _Batcher's add, for one input
+
+
+class _Lander:
+    """Lands batches in order, one at a time; in the background when `background`, so that
+    reading and validating the next batch overlaps landing this one (Parquet writing, LMDB and
+    fsync release the GIL). A batch's completion (counts, error callback) runs in the caller's
+    thread, in order, once the batch is durable; `close` waits for the last one."""
+
+    def __init__(self, lake: Lake, background: bool):
+        self.lake = lake
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tally-land") if background else None
+        self._pending: tuple[Future[LandResult], Callable[[LandResult], None]] | None = None
+
+    def submit(
+        self, incoming: pa.Table, rejects: pa.Table | None, done: Callable[[LandResult], None]
+    ) -> None:
+        self.wait()
+        if self._pool is None:
+            done(self.lake.land(incoming, rejects))
+        else:
+            self._pending = (self._pool.submit(self.lake.land, incoming, rejects), done)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            future, done = self._pending
+            self._pending = None
+            done(future.result())
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
 
 
 class _Batcher:
-    """Accumulates validated chunks and lands them in batches of about `batch_rows` signals."""
+    """Accumulates validated chunks, of one or several inputs, and lands them in batches of about
+    `batch_rows` signals (few large commits: the idempotency index is rewritten per commit). Each
+    input's report gets its own counts, from the batch's per-row duplicate flags."""
 
-    def __init__(
-        self,
-        lake: Lake,
-        source: str,
-        report: IngestReport,
-        batch_rows: int,
-        on_errors: OnErrors | None,
-    ):
-        self.lake, self.source, self.report = lake, source, report
-        self.batch_rows, self.on_errors = batch_rows, on_errors
+    def __init__(self, lander: _Lander, batch_rows: int, on_errors: OnErrors | None):
+        self.lander, self.batch_rows, self.on_errors = lander, batch_rows, on_errors
+        self._reset()
+
+    def _reset(self) -> None:
         self.tables: list[pa.Table] = []
-        self.rejects: dict[str, list[str]] = {"location": [], "reason": [], "raw": []}
+        self.rejects: dict[str, list[str]] = {"location": [], "reason": [], "raw": [], "source": []}
+        # (report, accepted rows, errors) per added chunk, in order
+        self.segments: list[tuple[IngestReport, int, list[tuple[str, str]]]] = []
         self.rows = 0
 
-    def add(self, validated: Validated, locate: Callable[[int], str]) -> None:
-        if validated.accepted.num_rows:
-            self.tables.append(validated.accepted)
-            self.rows += validated.accepted.num_rows
+    def add(
+        self,
+        validated: Validated,
+        locate: Callable[[int], str],
+        source: str,
+        report: IngestReport,
+    ) -> None:
+        accepted = validated.accepted
+        if accepted.num_rows:
+            column = pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(accepted.num_rows, dtype=np.int32)), pa.array([source])
+            )
+            self.tables.append(accepted.append_column("source", column.cast(pa.string())))
+            self.rows += accepted.num_rows
+        errors = []
         for i, reason, raw in zip(
             validated.reject_index, validated.reject_reason, validated.reject_raw, strict=True
         ):
-            self.rejects["location"].append(locate(i))
+            errors.append((locate(i), reason))
+            self.rejects["location"].append(errors[-1][0])
             self.rejects["reason"].append(reason)
             self.rejects["raw"].append(raw.decode("utf-8", errors="replace"))
+            self.rejects["source"].append(source)
+        self.segments.append((report, accepted.num_rows, errors))
         if self.rows >= self.batch_rows:
             self.flush()
 
     def flush(self) -> None:
-        if not self.tables and not self.rejects["location"]:
+        if not self.segments:
             return
         incoming = pa.concat_tables(self.tables) if self.tables else _INCOMING_SCHEMA.empty_table()
         rejects = pa.table(self.rejects) if self.rejects["location"] else None
-        self.report.add(self.lake.land(incoming, rejects, source=self.source))
-        errors = list(zip(self.rejects["location"], self.rejects["reason"], strict=True))
-        self.report.errors.extend(errors)
-        if errors and self.on_errors:
-            self.on_errors(errors)
-        self.tables, self.rows = [], 0
-        self.rejects = {"location": [], "reason": [], "raw": []}
+        segments = self.segments
+
+        def done(result: LandResult) -> None:
+            flags = result.duplicate_flags
+            start, errors = 0, []
+            for report, n, errs in segments:
+                dups = int(flags[start : start + n].sum()) if n else 0
+                report.ingested += n - dups
+                report.duplicates += dups
+                report.failed += len(errs)
+                report.errors.extend(errs)
+                errors += errs
+                start += n
+            if errors and self.on_errors:
+                self.on_errors(errors)
+
+        self.lander.submit(incoming, rejects, done)
+        self._reset()
 
 
 def ingest_signals(
@@ -369,9 +429,9 @@ def ingest_signals(
 ) -> IngestReport:
     """The Python API: land signal dicts (or raw JSON bytes); returns the counts once durable."""
     report = IngestReport()
-    batcher = _Batcher(lake, source, report, batch_rows, None)
+    batcher = _Batcher(_Lander(lake, background=False), batch_rows, None)
     docs = [s if isinstance(s, bytes) else _encode_signal(s) for s in signals]
-    batcher.add(validate(docs), lambda i: f"{source}[{i}]")
+    batcher.add(validate(docs), lambda i: f"{source}[{i}]", source, report)
     batcher.flush()
     return report
 
@@ -390,32 +450,32 @@ def _encode_signal(signal: dict[str, Any]) -> bytes:
 CHUNK_BYTES = 4 << 20
 
 
-def _read_chunks(path: Path, chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """(bytes read so far, chunk of whole lines) for a JSONL file."""
-    done = 0
+def _ranges(path: Path, chunk_bytes: int) -> Iterator[tuple[int, int]]:
+    """Byte ranges `[start, end)` of about `chunk_bytes` that cover a JSONL file in whole lines
+    (each ends just after a newline, or at the end of the file)."""
+    size = path.stat().st_size
+    start = 0
     with open(path, "rb") as fh:
-        tail = b""
-        while True:
-            block = fh.read(chunk_bytes)
-            done += len(block)
-            if not block:
-                if tail:
-                    yield done, tail
-                return
-            block = tail + block
-            cut = block.rfind(b"\n")
-            if cut < 0:
-                tail = block
-                continue
-            chunk, tail = block[: cut + 1], block[cut + 1 :]
-            yield done, chunk
+        while start < size:
+            end = min(start + chunk_bytes, size)
+            fh.seek(end)
+            while end < size:  # move `end` past the next newline
+                block = fh.read(1 << 16)
+                cut = block.find(b"\n")
+                if cut >= 0:
+                    end += cut + 1
+                    break
+                end += len(block)
+            yield start, end
+            start = end
 
 
-def _validate_lines(chunk: bytes) -> tuple[Validated, int]:
-    """Validate one chunk of JSONL: document `i` is the chunk's line `i` (blank lines skipped).
-
-    Also returns the number of lines, so that the next chunk knows its first line number.
-    """
+def _validate_range(path: Path, start: int, end: int) -> tuple[Validated, int]:
+    """Validate the whole lines in bytes `[start, end)` of a JSONL file: document `i` is the
+    range's line `i` (blank lines skipped). Also returns the number of lines, so that the next
+    range knows its first line number. Workers read the file themselves: only results travel."""
+    with open(path, "rb") as fh:
+        chunk = os.pread(fh.fileno(), end - start, start)
     lines = chunk.split(b"\n")
     if lines and not lines[-1]:
         lines.pop()
@@ -423,7 +483,7 @@ def _validate_lines(chunk: bytes) -> tuple[Validated, int]:
 
 
 def _ingest_jsonl(
-    path: Path, batcher: _Batcher, progress: OnProgress | None, pool: ProcessPoolExecutor | None
+    path: Path, add: _Add, progress: OnProgress | None, pool: ProcessPoolExecutor | None
 ) -> None:
     next_line = 1
 
@@ -431,28 +491,28 @@ def _ingest_jsonl(
         nonlocal next_line
         validated, n_lines = result
         first = next_line
-        batcher.add(validated, lambda i: f"{path}:{first + i}")
+        add(validated, lambda i: f"{path}:{first + i}")
         next_line += n_lines
         if progress:
             progress(done)
 
-    chunks = _read_chunks(path, CHUNK_BYTES)
+    ranges = _ranges(path, CHUNK_BYTES)
     if pool is None:
-        for done, chunk in chunks:
-            handle(_validate_lines(chunk), done)
+        for start, end in ranges:
+            handle(_validate_range(path, start, end), end)
         return
     pending: deque[tuple[int, Future[tuple[Validated, int]]]] = deque()
-    for done, chunk in chunks:
-        pending.append((done, pool.submit(_validate_lines, chunk)))
+    for start, end in ranges:
+        pending.append((end, pool.submit(_validate_range, path, start, end)))
         while len(pending) > 2 * (pool._max_workers or 1):  # bounded read-ahead: bounded memory
-            d, fut = pending.popleft()
-            handle(fut.result(), d)
+            done, fut = pending.popleft()
+            handle(fut.result(), done)
     while pending:
-        d, fut = pending.popleft()
-        handle(fut.result(), d)
+        done, fut = pending.popleft()
+        handle(fut.result(), done)
 
 
-def _ingest_json(path: Path, batcher: _Batcher) -> None:
+def _ingest_json(path: Path, add: _Add) -> None:
     raw = path.read_bytes()
     try:
         doc = msgspec.json.decode(raw, type=dict[str, list[msgspec.Raw]] | list[msgspec.Raw])
@@ -465,7 +525,7 @@ def _ingest_json(path: Path, batcher: _Batcher) -> None:
     else:
         items, where = doc, ""
     docs = [bytes(r) for r in items]
-    batcher.add(validate(docs), lambda i: f"{path}:{where}[{i}]")
+    add(validate(docs), lambda i: f"{path}:{where}[{i}]")
 
 
 _PARQUET_ALIASES = {
@@ -515,7 +575,7 @@ def _parquet_docs(rows: list[dict[str, Any]], columns: dict[str, str]) -> list[b
     return docs
 
 
-def _ingest_parquet(path: Path, batcher: _Batcher, progress: OnProgress | None) -> None:
+def _ingest_parquet(path: Path, add: _Add, progress: OnProgress | None) -> None:
     pf = pq.ParquetFile(path)
     names = set(pf.schema_arrow.names)
     columns = {
@@ -527,7 +587,7 @@ def _ingest_parquet(path: Path, batcher: _Batcher, progress: OnProgress | None) 
     for record_batch in pf.iter_batches(batch_size=50_000, columns=sorted(set(columns.values()))):
         docs = _parquet_docs(record_batch.to_pylist(), columns)
         first = row
-        batcher.add(validate(docs), lambda i, first=first: f"{path}:row {first + i + 1}")
+        add(validate(docs), lambda i, first=first: f"{path}:row {first + i + 1}")
         row += record_batch.num_rows
         if progress:
             progress(row)
@@ -550,21 +610,54 @@ def ingest_file(
     batch_rows: int = 500_000,
 ) -> IngestReport:
     """Ingest one `.jsonl`, `.json` or `.parquet` file; each batch is acknowledged once durable."""
-    if not path.is_file():
-        raise IngestError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise IngestError(f"{path}: unsupported file type (expected {', '.join(SUFFIXES)})")
-    report = IngestReport()
-    batcher = _Batcher(lake, str(path), report, batch_rows, on_errors)
-    if suffix == ".jsonl":
-        _ingest_jsonl(path, batcher, progress, pool)
-    elif suffix == ".json":
-        _ingest_json(path, batcher)
-    else:
-        _ingest_parquet(path, batcher, progress)
-    batcher.flush()
+    (report,) = ingest_files(
+        lake,
+        [path],
+        on_errors=on_errors,
+        progress=progress and (lambda _, done: progress(done)),
+        pool=pool,
+        batch_rows=batch_rows,
+    )
     return report
+
+
+def ingest_files(
+    lake: Lake,
+    paths: Sequence[Path],
+    *,
+    on_errors: OnErrors | None = None,
+    progress: Callable[[Path, int], None] | None = None,
+    pool: ProcessPoolExecutor | None = None,
+    batch_rows: int = 500_000,
+) -> list[IngestReport]:
+    """Ingest `.jsonl`, `.json` and `.parquet` files in order: one report per file, each final
+    (durable) when this returns. With a worker `pool`, worker processes validate while this
+    process lands the previous batch in the background."""
+    for path in paths:
+        if not path.is_file():
+            raise IngestError(f"{path}: no such file")
+        if path.suffix.lower() not in SUFFIXES:
+            raise IngestError(f"{path}: unsupported file type (expected {', '.join(SUFFIXES)})")
+    lander = _Lander(lake, background=pool is not None)
+    batcher = _Batcher(lander, batch_rows, on_errors)
+    reports = []
+    try:
+        for path in paths:
+            report = IngestReport()
+            reports.append(report)
+            add = functools.partial(batcher.add, source=str(path), report=report)
+            step = progress and (lambda done, path=path: progress(path, done))
+            suffix = path.suffix.lower()
+            if suffix == ".jsonl":
+                _ingest_jsonl(path, add, step, pool)
+            elif suffix == ".json":
+                _ingest_json(path, add)
+            else:
+                _ingest_parquet(path, add, step)
+        batcher.flush()
+    finally:
+        lander.close()
+    return reports
 
 
 def worker_pool(workers: int | None = None) -> ProcessPoolExecutor:

@@ -96,3 +96,10 @@ def test_a_rewritten_part_is_verified_again(home: Home) -> None:
     tmp.replace(data)  # same path, new content: the record's size/mtime no longer match
     offenders = checks.idempotency(home, [DAY])
     assert offenders == [(key, "charged copy is not the first received")]
+
+
+def test_a_lake_without_files_does_not_break_the_check(home: Home, monkeypatch) -> None:
+    """With no landed files listed, the first copies come from the lake's index (no query over
+    an empty file list)."""
+    monkeypatch.setattr(Lake, "files", lambda self, *a, **k: [])
+    assert checks.idempotency(home, [DAY]) == []

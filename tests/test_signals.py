@@ -318,6 +318,26 @@ def test_files_in_small_ranges_and_batches_keep_lines_sources_and_counts(
     assert {src for src, _ in firsts} == {str(files[0])}
 
 
+@pytest.mark.parametrize("pooled", [False, True])
+def test_a_bad_file_stops_the_ingest_after_the_files_before_it_landed_whole(
+    pooled, lake, tmp_path
+):
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps(sig(idempotencyKey=f"g{i}")) + "\n" for i in range(30)))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rows": []}')
+    never = tmp_path / "never.jsonl"
+    never.write_text(json.dumps(sig(idempotencyKey="never")) + "\n")
+    pool = worker_pool(2) if pooled else None
+    try:
+        with pytest.raises(IngestError, match='"signals" list'):
+            ingest_files(lake, [good, bad, never], pool=pool, batch_rows=1000)
+    finally:
+        if pool:
+            pool.shutdown()
+    assert sorted(r["idempotency_key"] for r in landed(lake)) == sorted(f"g{i}" for i in range(30))
+
+
 def test_json_file_shapes_and_bad_files(lake, tmp_path):
     (tmp_path / "list.json").write_text(json.dumps([sig(), sig(eventName="")]))
     report = ingest_file(lake, tmp_path / "list.json")

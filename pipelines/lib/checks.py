@@ -83,7 +83,7 @@ def _not_first_copies(con, lake: Lake) -> list[tuple]:
     """
     files = lake.files()
     todo = con.sql("SELECT count(*) FROM unverified").fetchall()[0][0]
-    if todo >= SCAN_SHARE * sum(f.rows for f in files):
+    if files and todo >= SCAN_SHARE * sum(f.rows for f in files):
         con.read_parquet([str(f.path) for f in files]).select("idempotency_key, seq").create_view(
             "lake_keys"
         )

@@ -345,9 +345,14 @@ class _Lander:
             self._pending = None
             done(future.result())
 
-    def close(self) -> None:
+    def close(self, quiet: bool = False) -> None:
+        """Wait for the last batch; `quiet` (when another error is on its way) does not let a
+        landing error replace it."""
         try:
             self.wait()
+        except Exception:
+            if not quiet:
+                raise
         finally:
             if self._pool is not None:
                 self._pool.shutdown()
@@ -461,6 +466,8 @@ def _ranges(path: Path, chunk_bytes: int) -> Iterator[tuple[int, int]]:
             fh.seek(end)
             while end < size:  # move `end` past the next newline
                 block = fh.read(1 << 16)
+                if not block:  # the file shrank while being read
+                    break
                 cut = block.find(b"\n")
                 if cut >= 0:
                     end += cut + 1
@@ -638,6 +645,8 @@ def ingest_files(
             raise IngestError(f"{path}: no such file")
         if path.suffix.lower() not in SUFFIXES:
             raise IngestError(f"{path}: unsupported file type (expected {', '.join(SUFFIXES)})")
+    if pool is not None:
+        pool.submit(int).result()  # fork the workers before the landing thread starts
     lander = _Lander(lake, background=pool is not None)
     batcher = _Batcher(lander, batch_rows, on_errors)
     reports = []
@@ -648,15 +657,21 @@ def ingest_files(
             add = functools.partial(batcher.add, source=str(path), report=report)
             step = progress and (lambda done, path=path: progress(path, done))
             suffix = path.suffix.lower()
-            if suffix == ".jsonl":
-                _ingest_jsonl(path, add, step, pool)
-            elif suffix == ".json":
-                _ingest_json(path, add)
-            else:
-                _ingest_parquet(path, add, step)
+            try:
+                if suffix == ".jsonl":
+                    _ingest_jsonl(path, add, step, pool)
+                elif suffix == ".json":
+                    _ingest_json(path, add)
+                else:
+                    _ingest_parquet(path, add, step)
+            except IngestError:
+                batcher.flush()  # the files before this one land whole, as if each were alone
+                raise
         batcher.flush()
-    finally:
-        lander.close()
+    except BaseException:
+        lander.close(quiet=True)
+        raise
+    lander.close()
     return reports
 
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.lib.lake import Lake
 from pipelines.lib import signals
+from pipelines.lib.lake import Lake
 from pipelines.lib.signals import (
     IngestError,
     ingest_file,

@@ -152,6 +152,13 @@ def _packed_keys(keys: pl.Expr) -> pl.Expr:
     )
 
 
+def _sources(table: pa.Table, source: str) -> pa.Array:
+    """Each row's source: the table's own `source` column, else `source` for every row."""
+    if "source" in table.column_names:
+        return table["source"].cast(pa.string())
+    return pa.repeat(pa.scalar(source, pa.string()), table.num_rows)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -365,12 +372,7 @@ class Lake:
             columns[name] = incoming[name].cast(pa.string())
         columns["is_duplicate"] = pa.nulls(n, pa.bool_())
         columns["duplicate_of"] = pa.nulls(n, pa.string())
-        if "source" in incoming.column_names:
-            columns["source"] = incoming["source"].cast(pa.string())
-        else:
-            columns["source"] = pa.DictionaryArray.from_arrays(
-                pa.array(np.zeros(n, dtype=np.int32)), pa.array([source], pa.string())
-            ).cast(pa.string())
+        columns["source"] = _sources(incoming, source)
         return pa.table(columns, schema=SIGNAL_SCHEMA)
 
     def _flag_duplicates(self, table: pa.Table) -> tuple[pa.Table, list[tuple[bytes, bytes]]]:
@@ -474,9 +476,7 @@ class Lake:
             full = pa.table(
                 {
                     "received_at": received.cast(pa.timestamp("us", tz="UTC")),
-                    "source": rejects["source"].cast(pa.string())
-                    if "source" in rejects.column_names
-                    else pa.array([source] * rejects.num_rows, pa.string()),
+                    "source": _sources(rejects, source),
                     "location": rejects["location"].cast(pa.string()),
                     "reason": rejects["reason"].cast(pa.string()),
                     "raw": rejects["raw"].cast(pa.string()),

@@ -219,7 +219,8 @@ def _write_part(
     tmp = temp_path(out)
     # DuckDB writes the Parquet itself (in parallel, without a trip through Python).
     con.execute(
-        f"COPY ({sql}) TO $out (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 122880)",
+        f"COPY ({sql}) TO $out (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
+        "ROW_GROUP_SIZE 122880)",
         {"pointers": prepared.pointers, "out": str(tmp)},
     )
     publish_file(tmp, out)

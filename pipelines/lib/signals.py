@@ -383,17 +383,16 @@ class _Batcher:
     ) -> None:
         accepted = validated.accepted
         if accepted.num_rows:
-            column = pa.DictionaryArray.from_arrays(
-                pa.array(np.zeros(accepted.num_rows, dtype=np.int32)), pa.array([source])
-            )
-            self.tables.append(accepted.append_column("source", column.cast(pa.string())))
+            column = pa.repeat(pa.scalar(source, pa.string()), accepted.num_rows)
+            self.tables.append(accepted.append_column("source", column))
             self.rows += accepted.num_rows
         errors = []
         for i, reason, raw in zip(
             validated.reject_index, validated.reject_reason, validated.reject_raw, strict=True
         ):
-            errors.append((locate(i), reason))
-            self.rejects["location"].append(errors[-1][0])
+            location = locate(i)
+            errors.append((location, reason))
+            self.rejects["location"].append(location)
             self.rejects["reason"].append(reason)
             self.rejects["raw"].append(raw.decode("utf-8", errors="replace"))
             self.rejects["source"].append(source)

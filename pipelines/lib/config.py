@@ -30,7 +30,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ SECTIONS = (
     "seat_assignments",
     "grants",
     "hot_keys",
+    "billing",
 )
 # A section the parser skips: the HTTP API keeps its own records (timestamps, contact fields) there.
 API_RECORDS = "api_records"
@@ -162,6 +163,9 @@ class Config:
     seats: tuple[Seat, ...] = ()
     grants: tuple[Grant, ...] = ()
     hot_keys: tuple[str, ...] = DEFAULT_HOT_KEYS
+    # The first UTC day that is billed (the first daily partition); None: the day the earliest
+    # grant starts (see pipelines.lib.billing_days).
+    billing_start: date | None = None
 
     def fingerprint(self) -> str:
         """A stable sha256 of the content: equal content gives an equal fingerprint."""
@@ -418,6 +422,24 @@ class _Found:
     assignments: list[tuple[str, SeatAssignment]] = field(default_factory=list)
     grants: list[tuple[str, Grant]] = field(default_factory=list)
     hot_keys: list[str] | None = None
+    billing_start: date | None = None
+
+
+def _read_billing(name: str, entries: object, errors: list[str], found: _Found) -> None:
+    """`billing: {start_date: YYYY-MM-DD}`: the first UTC day that is billed."""
+    if not isinstance(entries, dict) or set(entries) - {"start_date"}:
+        errors.append(f"{name}: billing must be a mapping with the key start_date")
+        return
+    raw = entries.get("start_date")
+    if raw is None:
+        return
+    try:
+        found.billing_start = raw if isinstance(raw, date) else date.fromisoformat(str(raw))
+    except ValueError:
+        errors.append(f"{name}: billing: start_date {raw!r} is not a date (YYYY-MM-DD)")
+        return
+    if isinstance(found.billing_start, datetime):
+        errors.append(f"{name}: billing: start_date must be a date (YYYY-MM-DD), not a time")
 
 
 def _read_hot_keys(name: str, entries: list, errors: list[str], found: _Found) -> None:
@@ -563,6 +585,9 @@ def _read_source(name: str, text: str, errors: list[str], found: _Found) -> None
     for section, entries in document.items():
         if section == API_RECORDS:
             continue  # the HTTP API's own bookkeeping (pipelines/api/store.py); not billing data
+        if section == "billing":
+            _read_billing(name, entries, errors, found)
+            continue
         if section not in _READERS and section != "hot_keys":
             hint = difflib.get_close_matches(str(section), SECTIONS, n=1)
             tip = f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -711,6 +736,7 @@ def _build(found: _Found) -> Config:
         ),
         grants=tuple(sorted((g for _, g in found.grants), key=lambda g: g.id)),
         hot_keys=DEFAULT_HOT_KEYS if found.hot_keys is None else tuple(found.hot_keys),
+        billing_start=found.billing_start,
     )
 
 

@@ -8,7 +8,22 @@ from pathlib import Path
 
 import duckdb
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+import pipelines
+
+
+def _sql_dir() -> Path:
+    """Where the SQL files are: `pipelines/sql/` in an installed wheel (setup.py maps the
+    top-level `sql/` there), the top-level `sql/` beside the package in a source checkout."""
+    package = Path(pipelines.__file__).resolve().parent
+    for candidate in (package / "sql", package.parent / "sql"):
+        if (candidate / "warehouse.sql").is_file():
+            return candidate
+    raise RuntimeError(
+        f"Tally's SQL files are missing: neither {package / 'sql'} nor the top-level sql/"
+    )
+
+
+SQL_DIR = _sql_dir()
 
 
 @functools.cache
@@ -28,6 +43,20 @@ def connect(
     threads = os.environ.get("TALLY_DUCKDB_THREADS")
     if threads:
         config["threads"] = threads
-    con = duckdb.connect(str(database), read_only=read_only, config=config)
+    if read_only and str(database) != ":memory:":
+        # Every read-only open is an instance of its own with the file attached: DuckDB shares
+        # one instance per file within a process, so a second open with other settings fails
+        # ("same database file with a different configuration") and an open while an older
+        # connection lives would see the file that publishing has since replaced.
+        con = duckdb.connect(":memory:", config=config)
+        name = '"' + Path(database).stem.replace('"', '""') + '"'
+        path = "'" + str(database).replace("'", "''") + "'"
+        con.execute(f"ATTACH {path} AS {name} (READ_ONLY)")
+        con.execute(f"USE {name}")
+    else:
+        con = duckdb.connect(str(database), read_only=read_only, config=config)
     con.execute("SET TimeZone = 'UTC'")
+    if str(database) != ":memory:":  # the warehouse's views read files relative to its home
+        home = Path(database).resolve().parent
+        con.execute("SET VARIABLE tally_home = $home", {"home": str(home)})
     return con

@@ -1,4 +1,9 @@
-"""Daily partitions (UTC) and the resource that locates the home; shared by every stage."""
+"""The billed days and months: static UTC partitions from the first billed day through yesterday.
+
+The first day comes from the configuration (`billing.start_date`, else the day the earliest grant
+starts); it is read when the code location loads, never from the lake. The last partition is
+yesterday (UTC): a day is billed once it is over. `TALLY_NOW` moves "now" (tests, re-issues).
+"""
 
 from __future__ import annotations
 
@@ -7,47 +12,40 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from pipelines.lib.config import Config, load_config
-from pipelines.lib.home import Home, resolve_home
-from pipelines.lib.lake import Lake
+from pipelines.lib.closing import NOW_ENV, now
+from pipelines.lib.config import ConfigError, load_config
+from pipelines.lib.engine import billing_start
+from pipelines.lib.home import resolve_home
 
 
-class TallyHome(dg.ConfigurableResource):
-    """The data directory (`TALLY_HOME`, default ./data) and its configuration."""
-
-    home: str = "data"
-
-    def resolve(self) -> Home:
-        return resolve_home(self.home or None)
-
-    def config(self) -> Config:
-        return load_config(self.resolve().config_dir)
-
-
-def _data_days() -> list[str]:
-    """Days with landed signals or a grant start (the ledger's span)."""
-    home = resolve_home(os.environ.get("TALLY_HOME") or None)
-    days = []
-    if (home.lake / "_catalog").exists():
-        days += list(Lake(home.lake).partitions())
+def first_billed_day() -> date:
+    """The first daily partition. A configuration that does not load yet (it is reported by the
+    run that reads it) or has no grant starts at the first day of the current month."""
     try:
-        grants = load_config(home.config_dir).grants
-        days += [g.starts_at.astimezone(UTC).date().isoformat() for g in grants]
-    except Exception:  # noqa: BLE001 - a broken config is reported by the run, not at load time
-        pass
-    return days
+        start = billing_start(load_config(resolve_home().config_dir))
+    except ConfigError:
+        start = None
+    return start or now().date().replace(day=1)
 
 
-def daily_partitions() -> dg.DailyPartitionsDefinition:
-    """UTC days from the first day with data through today, or through the last day with data
-    when signals are dated in the future (clock skew, test data): every landed day has one."""
-    days = _data_days()
-    today = datetime.now(UTC).date()
-    first = min(days, default=today.isoformat())
-    ahead = (date.fromisoformat(max(days, default=today.isoformat())) - today).days
-    return dg.DailyPartitionsDefinition(start_date=first, end_offset=max(1, ahead + 1))
+def _end() -> datetime | None:
+    """The exclusive end of the partitions when the clock is pinned (`TALLY_NOW`), else None:
+    Dagster then ends them before the current time (the last partition is yesterday)."""
+    if not os.environ.get(NOW_ENV, "").strip():
+        return None
+    today = now().date()
+    return datetime(today.year, today.month, today.day, tzinfo=UTC)
 
 
-DAILY = daily_partitions()
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
+START = first_billed_day()
+DAILY = dg.DailyPartitionsDefinition(start_date=START.isoformat(), end_date=_end())
+# Months through the current one (its statements are drafts until the month closes).
+MONTHLY = (
+    dg.MonthlyPartitionsDefinition(start_date=START.strftime("%Y-%m"), end_offset=1, fmt="%Y-%m")
+    if _end() is None
+    else dg.MonthlyPartitionsDefinition(
+        start_date=START.strftime("%Y-%m"),
+        end_date=date(now().year + now().month // 12, now().month % 12 + 1, 1).strftime("%Y-%m"),
+        fmt="%Y-%m",
+    )
+)

@@ -1,10 +1,23 @@
-"""The one place resources are bound."""
+"""The one place resources are bound: the Tally home (`TALLY_HOME`, default ./data)."""
 
 import dagster as dg
 
-from pipelines.defs.partitions import TallyHome
+from pipelines.lib.config import Config, load_config
+from pipelines.lib.home import Home, resolve_home
+
+
+class TallyHome(dg.ConfigurableResource):
+    """The data directory (`TALLY_HOME`, default ./data) and its configuration."""
+
+    home: str = ""  # empty: `TALLY_HOME` when the run reads it, else ./data
+
+    def resolve(self) -> Home:
+        return resolve_home(self.home or None)
+
+    def config(self) -> Config:
+        return load_config(self.resolve().config_dir)
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"tally": TallyHome(home=dg.EnvVar("TALLY_HOME"))})
+    return dg.Definitions(resources={"tally": TallyHome()})

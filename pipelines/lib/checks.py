@@ -24,7 +24,11 @@ def _fact_files(engine_dir: Path, days: list[str]) -> list[str]:
 def conservation(home: Home, config: Config, last_day: str) -> list[tuple]:
     con = connect()
     con.register("dim_credit_grant", config.tables()["dim_credit_grant"])
-    balance = sorted((home.engine_dir / "balance_snapshot").glob("date=*/data.parquet"))
+    balance = [
+        p
+        for p in sorted((home.engine_dir / "balance_snapshot").glob("date=*/data.parquet"))
+        if p.parent.name.removeprefix("date=") <= last_day
+    ]
     state = home.engine_dir / "grant_balance" / f"date={last_day}" / "data.parquet"
     if not balance or not state.exists():
         return []

@@ -1,37 +1,37 @@
-"""What needs computing, and computing it: the plan behind `tally run`, the sensor and the schedule.
+"""Billing days: which UTC days are billed, what each day was computed from, and computing days.
 
-The engine keeps, in `<home>/engine/state.json`, what each output was computed from:
-- per day, the lake version of the signals that `fact_signal` priced;
-- the pricing-relevant configuration (customers, products, users, rules, seat assignments and
-  seat grants) and the grants the ledger used;
-- the ledger's first and last day.
+Dagster owns the orchestration (which days are missing or unsynced, and running them); this
+module holds the plain functions under it:
+- the billed span: from `billing.start_date` (configuration) through yesterday, UTC;
+- a version per day of each input: the signals the lake holds for the day, the configuration
+  that prices the day, and the grants that the day's balances depend on;
+- pricing days and running the ledger over a range of days;
+- `run_engine`, a from-scratch run without Dagster (tests, property tests and benchmarks).
 
-`plan` compares that with the lake and the configuration now, and answers with the days to price
-and the first ledger day to recompute (the ledger runs forward from there to the last day, because
-every day's balances depend on the day before). A late signal for day 3 re-prices day 3 and
-re-runs the ledger from day 3; a backdated grant starting on day 3 re-runs the ledger from day 3;
-a changed pricing rule re-prices the days it covers. The result equals a from-scratch run.
+A version changes only for the days a change affects: a new signal dated day D changes D's signal
+version; a price change from D changes the pricing version of the days its rule covers; a grant
+starting on D (or changed, or removed) changes the grant version of D and of every later day,
+because balances carry forward.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from pipelines.lib.closing import now
 from pipelines.lib.config import Config, load_config
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
-from pipelines.lib.ledger import LedgerDays, run_ledger
+from pipelines.lib.ledger import LedgerDays, checkpoint_exists, run_ledger
 from pipelines.lib.pricing import PricedDay, prepare, price_day
 from pipelines.lib.sql import connect
 
@@ -42,171 +42,141 @@ def _fp(value: Any) -> str:
     return hashlib.sha256(_ENC.encode(value)).hexdigest()[:16]
 
 
-def _day(t: datetime | None) -> date | None:
-    return None if t is None else t.astimezone(UTC).date()
+def _day(t: datetime) -> date:
+    return t.astimezone(UTC).date()
 
 
-@dataclass(frozen=True)
-class _Entity:
-    fingerprint: str
-    first: str | None  # first day the entity can affect (None: unbounded)
-    last: str | None  # last day (None: unbounded)
+# ------------------------------------------------------------------------------ the billed span
+def billing_start(config: Config, lake_days: Iterable[str] = ()) -> date | None:
+    """The first billed day: `billing.start_date` when configured, else the earliest of the day
+    the first grant starts and the given lake days (None when there is neither)."""
+    if config.billing_start is not None:
+        return config.billing_start
+    days = [_day(g.starts_at) for g in config.grants]
+    days += [date.fromisoformat(d) for d in lake_days]
+    return min(days, default=None)
+
+
+def billed_through(clock: datetime | None = None) -> date:
+    """The last day a billing run closes: yesterday (UTC). `TALLY_NOW` moves the clock."""
+    return ((clock or now()).astimezone(UTC) - timedelta(days=1)).date()
+
+
+def day_range(first: date | str, last: date | str) -> list[str]:
+    first = date.fromisoformat(first) if isinstance(first, str) else first
+    last = date.fromisoformat(last) if isinstance(last, str) else last
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+# ------------------------------------------------------------------------------ input versions
+def signal_versions(lake: Lake) -> dict[str, str]:
+    """Per day with landed signals: the lake's version of that day (the last batch changing it)."""
+    return {day: f"lake-{version}" for day, version in lake.partitions().items()}
 
 
 def _span(start: datetime | None, end: datetime | None) -> tuple[str | None, str | None]:
-    last = None
-    if end is not None:
-        last = (end - timedelta(microseconds=1)).astimezone(UTC).date().isoformat()
-    first = _day(start)
-    return (None if first is None else first.isoformat(), last)
+    first = None if start is None else _day(start).isoformat()
+    last = None if end is None else _day(end - timedelta(microseconds=1)).isoformat()
+    return first, last
 
 
-def pricing_inputs(config: Config) -> tuple[str, dict[str, _Entity]]:
-    """(fingerprint of what affects every day, time-bounded entities) for pricing."""
-    global_part = {
-        "customers": [c.external_id for c in config.customers],
-        "products": [p.external_id for p in config.products],
-        "users": [(u.customer_id, u.external_id) for u in config.users],
-        "seats": [(s.id, s.customer_id) for s in config.seats],
-        "hot_keys": list(config.hot_keys),
-    }
-    entities: dict[str, _Entity] = {}
+def pricing_versions(config: Config, days: list[str]) -> dict[str, str]:
+    """Per day: a fingerprint of everything that prices that day's signals (customers, products,
+    users, seats and hot keys; the rules, seat assignments and seat grants in force that day)."""
+    everything = _fp(
+        {
+            "customers": [c.external_id for c in config.customers],
+            "products": [p.external_id for p in config.products],
+            "users": [(u.customer_id, u.external_id) for u in config.users],
+            "seats": [(s.id, s.customer_id) for s in config.seats],
+            "hot_keys": list(config.hot_keys),
+        }
+    )
+    spans: list[tuple[str | None, str | None, str]] = []
     for p in config.products:
         for r in p.pricing:
-            entities[f"rule:{r.rule_id}"] = _Entity(
-                _fp(asdict(r)), *_span(r.valid_from, r.valid_until)
-            )
+            spans.append((*_span(r.valid_from, r.valid_until), _fp(asdict(r))))
     for s in config.seats:
         for a in s.assignments:
-            key = f"assignment:{a.seat_id}:{a.user_id}:{a.valid_from}"
-            entities[key] = _Entity(_fp(asdict(a)), *_span(a.valid_from, a.valid_until))
+            spans.append((*_span(a.valid_from, a.valid_until), _fp(asdict(a))))
     for g in config.grants:
-        if g.seat_id is not None:  # seat grants decide recipients; amounts do not matter here
-            shape = (g.seat_id, g.currency, g.starts_at, g.expires_at)
-            entities[f"seatgrant:{g.id}"] = _Entity(_fp(shape), *_span(g.starts_at, g.expires_at))
-    return _fp(global_part), entities
+        if g.seat_id is not None:  # seat grants decide recipients; their amounts do not
+            shape = (g.id, g.seat_id, g.currency, g.starts_at, g.expires_at)
+            spans.append((*_span(g.starts_at, g.expires_at), _fp(shape)))
+    out = {}
+    for day in days:
+        inside = sorted(
+            fp for first, last, fp in spans if (first is None or first <= day)
+            and (last is None or day <= last)
+        )
+        out[day] = "cfg-" + _fp([everything, inside])
+    return out
 
 
-def ledger_inputs(config: Config) -> dict[str, _Entity]:
-    return {
-        g.id: _Entity(_fp(asdict(g)), _day(g.starts_at).isoformat(), None) for g in config.grants
-    }
+def grant_versions(config: Config, days: list[str]) -> dict[str, str]:
+    """Per day: a fingerprint of every grant started by the end of that day (cumulative, since a
+    day's balances carry every earlier grant forward)."""
+    ordered = sorted(config.grants, key=lambda g: (g.starts_at, g.id))
+    running, i, out = hashlib.sha256(b"grants"), 0, {}
+    for day in sorted(days):
+        while i < len(ordered) and _day(ordered[i].starts_at).isoformat() <= day:
+            running.update(_fp(asdict(ordered[i])).encode())
+            i += 1
+        out[day] = "grants-" + running.hexdigest()[:16]
+    return out
 
 
-@dataclass
-class State:
-    """What the engine's outputs were computed from (persisted as engine/state.json)."""
-
-    # day -> [lake version, generation, last landing sequence number priced]
-    priced: dict[str, list[int]] = field(default_factory=dict)
-    generation: int = 0  # bumped every time a day is priced
-    ledger_seen: dict[str, int] = field(default_factory=dict)  # day -> generation the ledger used
-    pricing_global: str = ""
-    pricing_entities: dict[str, list] = field(default_factory=dict)
-    ledger_grants: dict[str, list] = field(default_factory=dict)
-    ledger_first: str | None = None
-    ledger_last: str | None = None
-
-    @classmethod
-    def load(cls, path: Path) -> State:
-        if not path.exists():
-            return cls()
-        return cls(**json.loads(path.read_text()))
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+# ------------------------------------------------------------------------------ computing days
+PRICING_THREADS = int(os.environ.get("TALLY_PRICING_THREADS", "2"))
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Days to price, and the ledger range to recompute (empty when up to date)."""
+def price(
+    home: Home, config: Config, days: list[str], progress: Callable[[str], None] | None = None
+) -> list[PricedDay]:
+    """Price each of `days` whole (a day without signals becomes an empty partition). A few days
+    run at a time: DuckDB prices them in parallel, outside the GIL."""
+    lake = Lake(home.lake)
+    local = threading.local()
 
-    price_days: list[str]
-    ledger_from: str | None
-    ledger_to: str | None
-    first_day: str | None
+    def one(day: str) -> PricedDay:
+        if not hasattr(local, "con"):
+            local.con = connect()
+            local.prepared = prepare(local.con, config)
+        priced = price_day(local.con, lake, home.engine_dir, day, local.prepared)
+        if progress:
+            progress(day)
+        return priced
 
-    @property
-    def empty(self) -> bool:
-        return not self.price_days and self.ledger_from is None
-
-    @property
-    def partitions(self) -> list[str]:
-        """Every day this plan touches (what a Dagster run materializes), in order."""
-        days = set(self.price_days)
-        if self.ledger_from and self.ledger_to:
-            d, end = date.fromisoformat(self.ledger_from), date.fromisoformat(self.ledger_to)
-            while d <= end:
-                days.add(d.isoformat())
-                d += timedelta(days=1)
-        return sorted(days)
+    with ThreadPoolExecutor(max_workers=max(1, PRICING_THREADS)) as pool:
+        return list(pool.map(one, days))
 
 
-def _changed_days(old: dict[str, list], new: dict[str, _Entity]) -> tuple[bool, set[tuple]]:
-    """Spans of entities added, removed or changed between two states."""
-    spans: set[tuple] = set()
-    for key in set(old) | set(new):
-        before = old.get(key)
-        after = new.get(key)
-        if before is not None and after is not None and before[0] == after.fingerprint:
-            continue
-        if before is not None:
-            spans.add((before[1], before[2]))
-        if after is not None:
-            spans.add((after.first, after.last))
-    return bool(spans), spans
+class ChainError(Exception):
+    """The ledger cannot start at a day whose previous day has no balances."""
 
 
-def _overlaps(day: str, span: tuple) -> bool:
-    first, last = span
-    return (first is None or first <= day) and (last is None or day <= last)
-
-
-def make_plan(home: Home, config: Config, lake: Lake, until: date | None = None) -> Plan:
-    state = State.load(home.engine_dir / "state.json")
-    parts = lake.partitions()
-    grant_days = [g.starts_at.astimezone(UTC).date().isoformat() for g in config.grants]
-    candidates = sorted(parts) + sorted(grant_days)
-    if not candidates:
-        return Plan([], None, None, None)
-    first = min(candidates)
-    last = max([*parts, *(d for d in grant_days if not parts)], default=first)
-    if until is not None:
-        last = max(last, until.isoformat())
-    if state.ledger_last:
-        last = max(last, state.ledger_last)
-
-    pricing_global, pricing_entities = pricing_inputs(config)
-    everything = pricing_global != state.pricing_global
-    _, spans = _changed_days(state.pricing_entities, pricing_entities)
-    price_days = sorted(
-        d
-        for d, version in parts.items()
-        if everything
-        or state.priced.get(d, [None])[0] != version
-        or any(_overlaps(d, s) for s in spans)
+def ledger(home: Home, config: Config, first: str, last: str, start: str) -> LedgerDays:
+    """Run the ledger over `first..last`: from nothing when `first` is the first billed day
+    (`start`), else from the balances at the end of the day before `first`."""
+    if first < start:
+        raise ChainError(f"{first} is before the first billed day {start}")
+    checkpoint = first > start
+    previous = (date.fromisoformat(first) - timedelta(days=1)).isoformat()
+    if checkpoint and not checkpoint_exists(home.engine_dir, previous):
+        raise ChainError(
+            f"the ledger of {first} starts from the balances of {previous}, which were never "
+            f"computed: materialize balance_snapshot from {start} (or the first missing day) on"
+        )
+    con = connect()
+    prepare(con, config)
+    return run_ledger(
+        con,
+        home.engine_dir,
+        config,
+        date.fromisoformat(first),
+        date.fromisoformat(last),
+        checkpoint=checkpoint,
     )
-    # Days that were priced but have no signals any more cannot exist (the lake only grows).
-
-    ledger_from: str | None = None
-    if state.ledger_first != first or state.ledger_last is None:
-        ledger_from = first
-    else:
-        changed = list(price_days) + [
-            d for d, (_, gen, *_) in state.priced.items() if state.ledger_seen.get(d) != gen
-        ]
-        _, grant_spans = _changed_days(state.ledger_grants, ledger_inputs(config))
-        changed += [s[0] for s in grant_spans if s[0] is not None]
-        if state.ledger_last < last:
-            changed.append((date.fromisoformat(state.ledger_last) + timedelta(days=1)).isoformat())
-        if changed:
-            ledger_from = max(min(changed), first)
-    return Plan(price_days, ledger_from, last if ledger_from else None, first)
 
 
 @dataclass
@@ -215,79 +185,17 @@ class RunResult:
     ledger: LedgerDays | None = None
 
 
-PRICING_THREADS = int(os.environ.get("TALLY_PRICING_THREADS", "2"))
-
-
-def price(
-    home: Home, config: Config, days: list[str], progress: Callable[[str], None] | None = None
-) -> list[PricedDay]:
-    """Price `days` (a few at a time: DuckDB runs them in parallel, outside the GIL) and record
-    what they were priced from. State is saved once, after every day is written."""
-    lake = Lake(home.lake)
-    state = State.load(home.engine_dir / "state.json")
-    versions = lake.partitions()
-    local = threading.local()
-    pricing_global, entities = pricing_inputs(config)
-    _, spans = _changed_days(state.pricing_entities, entities)
-    config_same = pricing_global == state.pricing_global
-
-    def since(day: str) -> int | None:
-        """The last sequence number priced for `day`, if only new signals arrived since."""
-        known = state.priced.get(day, [])
-        if config_same and len(known) == 3 and not any(_overlaps(day, s) for s in spans):
-            return known[2]
-        return None
-
-    def one(day: str) -> PricedDay:
-        if not hasattr(local, "con"):
-            local.con = connect()
-            local.prepared = prepare(local.con, config)
-        return price_day(local.con, lake, home.engine_dir, day, local.prepared, since(day))
-
-    with ThreadPoolExecutor(max_workers=max(1, PRICING_THREADS)) as pool:
-        out = list(pool.map(one, days))
-    for day, priced in zip(days, out, strict=True):
-        state.generation += 1
-        state.priced[day] = [versions.get(day, 0), state.generation, priced.max_seq]
-        if progress:
-            progress(day)
-    state.pricing_global = pricing_global
-    state.pricing_entities = {k: [e.fingerprint, e.first, e.last] for k, e in entities.items()}
-    state.save(home.engine_dir / "state.json")
-    return out
-
-
-def ledger(home: Home, config: Config, first: str, last: str, ledger_first: str) -> LedgerDays:
-    """Run the ledger over `first..last` (from the previous day's checkpoint, if any)."""
-    con = connect()
-    prepare(con, config)
-    result = run_ledger(
-        con,
-        home.engine_dir,
-        config,
-        date.fromisoformat(first),
-        date.fromisoformat(last),
-        checkpoint=first > ledger_first,
-    )
-    state = State.load(home.engine_dir / "state.json")
-    state.ledger_first = ledger_first
-    state.ledger_seen = {d: gen for d, (_, gen, *_) in state.priced.items()}
-    state.ledger_last = last
-    state.ledger_grants = {
-        k: [e.fingerprint, e.first, e.last] for k, e in ledger_inputs(config).items()
-    }
-    state.save(home.engine_dir / "state.json")
-    return result
-
-
 def run_engine(home: Home, config: Config | None = None, until: date | None = None) -> RunResult:
-    """Plan and compute everything that is missing or stale, without Dagster (tests, property
-    tests and benchmarks of the engine itself; `tally run` goes through Dagster)."""
+    """Price every billed day and run the ledger over all of them, from scratch, without Dagster
+    (tests, property tests and benchmarks of the engine itself). The span runs from the first
+    billed day through the last day with signals or `until`, whichever is later."""
     config = config or load_config(home.config_dir)
-    plan = make_plan(home, config, Lake(home.lake), until)
-    result = RunResult()
-    if plan.price_days:
-        result.priced = price(home, config, plan.price_days)
-    if plan.ledger_from and plan.ledger_to and plan.first_day:
-        result.ledger = ledger(home, config, plan.ledger_from, plan.ledger_to, plan.first_day)
+    lake_days = sorted(Lake(home.lake).partitions())
+    start = billing_start(config, lake_days)
+    if start is None:
+        return RunResult()
+    last = max([start.isoformat(), *lake_days, *([until.isoformat()] if until else [])])
+    days = day_range(start, last)
+    result = RunResult(priced=price(home, config, days))
+    result.ledger = ledger(home, config, days[0], days[-1], days[0])
     return result

@@ -145,6 +145,12 @@ def _path(engine_dir: Path, output: str, day: str) -> Path:
     return engine_dir / output / f"date={day}" / "data.parquet"
 
 
+def checkpoint_exists(engine_dir: Path, day: str) -> bool:
+    """Whether the balances at the end of `day` were computed (the next day can start there)."""
+    names = ("balance_snapshot", "grant_balance")
+    return all(_path(engine_dir, name, day).exists() for name in names)
+
+
 def _load_checkpoint(
     engine_dir: Path,
     day: date,
@@ -196,16 +202,25 @@ def run_ledger(
         for g in config.grants
     }
     recipients: dict[Recipient, _RecipientState] = {}
-    if checkpoint:
-        _load_checkpoint(engine_dir, first - timedelta(days=1), grants, recipients)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     start_us = day_start_us(first)
     end_us = start_us + len(days) * DAY_US
+    out: dict[str, dict[str, list[tuple]]] = {name: defaultdict(list) for name in OUTPUTS}
+    if checkpoint:
+        _load_checkpoint(engine_dir, first - timedelta(days=1), grants, recipients)
+    else:
+        # Grants that started before the first billed day: their starts and expiries happen
+        # before any billed spend; their transactions are recorded with the first day's.
+        earlier = _grant_events(grants.values(), None, start_us)
+        for key in sorted(earlier):
+            state = recipients.setdefault(key, _RecipientState())
+            for event in sorted(earlier[key], key=lambda e: e[:3]):
+                _apply(key, state, event, out["credit_event"][first.isoformat()])
+            state.balance = sum(g.remaining for g in state.grants) - state.overage
     events = _grant_events(grants.values(), start_us, end_us)
     for key, event in _spend_events(con, engine_dir, days):
         events[key].append(event)
 
-    out: dict[str, dict[str, list[tuple]]] = {name: defaultdict(list) for name in OUTPUTS}
     for key in sorted(set(events) | set(recipients)):
         state = recipients.setdefault(key, _RecipientState())
         _burn(key, state, sorted(events.get(key, ()), key=lambda e: e[:3]), days, start_us, out)
@@ -214,7 +229,7 @@ def run_ledger(
         for name, schema in zip(OUTPUTS, (BALANCE_SCHEMA, GRANT_SCHEMA, EVENT_SCHEMA), strict=True):
             write_parquet_atomic(_table(schema, out[name][iso]), _path(engine_dir, name, iso))
     if not checkpoint:
-        _drop_days_outside(engine_dir, days[0].isoformat(), days[-1].isoformat())
+        _drop_days_before(engine_dir, days[0].isoformat())
     return LedgerDays(
         days=[d.isoformat() for d in days],
         balance_rows=sum(len(v) for v in out["balance_snapshot"].values()),
@@ -222,26 +237,29 @@ def run_ledger(
     )
 
 
-def _drop_days_outside(engine_dir: Path, first: str, last: str) -> None:
-    """A from-scratch ledger owns every day: remove outputs of days outside [first, last]
-    (e.g. after the grant that started the ledger earlier was removed from the configuration)."""
+def _drop_days_before(engine_dir: Path, first: str) -> None:
+    """A ledger that starts from nothing at the first billed day owns no earlier day: remove
+    outputs of days before it (e.g. after the billing start moved later)."""
     for name in OUTPUTS:
         for part in (engine_dir / name).glob("date=*"):
-            day = part.name.removeprefix("date=")
-            if day < first or day > last:
+            if part.name.removeprefix("date=") < first:
                 for f in part.glob("*"):
                     f.unlink()
                 part.rmdir()
 
 
-def _grant_events(grants, start_us: int, end_us: int) -> dict[Recipient, list[tuple]]:
-    """Grant starts and expiries inside [start_us, end_us) by recipient."""
+def _grant_events(grants, start_us: int | None, end_us: int) -> dict[Recipient, list[tuple]]:
+    """Grant starts and expiries inside [start_us, end_us) by recipient (None: since ever)."""
     events: dict[Recipient, list[tuple]] = defaultdict(list)
+
+    def inside(t: int) -> bool:
+        return (start_us is None or start_us <= t) and t < end_us
+
     for state in grants:
         key = recipient_of(state.grant)
-        if start_us <= state.start_us < end_us:
+        if inside(state.start_us):
             events[key].append((state.start_us, 1, burn_key(state.grant), "start", state))
-        if state.expire_us is not None and start_us <= state.expire_us < end_us:
+        if state.expire_us is not None and inside(state.expire_us):
             events[key].append((state.expire_us, 0, burn_key(state.grant), "expire", state))
     return events
 
@@ -256,6 +274,36 @@ def _spend_events(con: duckdb.DuckDBPyConnection, engine_dir: Path, days: list[d
         load_sql("ledger_segment")
     ).fetchall():
         yield (cust, rtype, rid, cur), (_us(seg_start), 2, (), "spend", micros(spent))
+
+
+def _apply(key: Recipient, state: _RecipientState, event: tuple, credit_events: list) -> tuple:
+    """Apply one event to a recipient's state; (granted, spent, expired) micro-credits."""
+    t, _, _, kind, payload = event
+    state.active = True
+    if kind == "expire":
+        lost = payload.remaining
+        payload.expired += lost
+        state.grants.remove(payload)
+        credit_events.append(("expire", *key, -lost, t, payload.grant.id))
+        return 0, 0, lost
+    if kind == "start":
+        repay = min(state.overage, payload.amount)
+        state.overage -= repay
+        payload.used += repay
+        state.grants.append(payload)
+        state.grants.sort(key=lambda s: burn_key(s.grant))
+        state.started.append(payload)
+        credit_events.append(("grant", *key, payload.amount, t, payload.grant.id))
+        return payload.amount, 0, 0
+    left = payload
+    for g in state.grants:
+        if not left:
+            break
+        take = min(g.remaining, left)
+        g.used += take
+        left -= take
+    state.overage += left
+    return 0, payload, 0
 
 
 def _burn(
@@ -274,36 +322,9 @@ def _burn(
         opening = state.balance
         granted = spent = expired = 0
         while i < len(timeline) and timeline[i][0] < day_end:
-            t, _, _, kind, payload = timeline[i]
+            g, s, e = _apply(key, state, timeline[i], out["credit_event"][iso])
+            granted, spent, expired = granted + g, spent + s, expired + e
             i += 1
-            state.active = True
-            if kind == "expire":
-                lost = payload.remaining
-                payload.expired += lost
-                expired += lost
-                state.grants.remove(payload)
-                out["credit_event"][iso].append(("expire", *key, -lost, t, payload.grant.id))
-            elif kind == "start":
-                repay = min(state.overage, payload.amount)
-                state.overage -= repay
-                payload.used += repay
-                granted += payload.amount
-                state.grants.append(payload)
-                state.grants.sort(key=lambda s: burn_key(s.grant))
-                state.started.append(payload)
-                out["credit_event"][iso].append(
-                    ("grant", *key, payload.amount, t, payload.grant.id)
-                )
-            else:
-                spent += payload
-                left = payload
-                for g in state.grants:
-                    if not left:
-                        break
-                    take = min(g.remaining, left)
-                    g.used += take
-                    left -= take
-                state.overage += left
         state.balance = opening + granted - spent - expired
         if not state.active:
             continue

@@ -7,7 +7,7 @@ atomically to `<home>/engine/fact_signal/date=YYYY-MM-DD/data.parquet`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 
@@ -72,9 +72,7 @@ class PricedDay:
     credits: Decimal
     statuses: dict[str, int]
     max_seq: int = 0  # the last landing sequence number this pricing covered
-
-
-MAX_LATE_FILES = 8  # late parts a day may collect before pricing merges them into data.parquet
+    credits_by_currency: dict[str, Decimal] = field(default_factory=dict)
 
 
 def fact_signal_path(engine_dir: Path, day: str, part: str = "data") -> Path:
@@ -86,17 +84,8 @@ def rollup_path(engine_dir: Path, day: str, part: str = "data") -> Path:
 
 
 def fact_signal_files(engine_dir: Path, day: str) -> list[Path]:
-    """A day's priced signals: `data.parquet` plus the late parts appended since (each part
-    holds the signals that landed after the previous pricing, named by their first sequence)."""
+    """A day's priced signals (no file for a day without signals)."""
     return sorted((engine_dir / "fact_signal" / f"date={day}").glob("*.parquet"))
-
-
-def _late_parts(engine_dir: Path, day: str) -> list[Path]:
-    return [
-        p
-        for output in ("fact_signal", "signal_rollup")
-        for p in (engine_dir / output / f"date={day}").glob("late-*.parquet")
-    ]
 
 
 def hot_key_pointers(config: Config) -> list[str]:
@@ -172,41 +161,18 @@ def price_day(
     engine_dir: Path,
     day: str,
     prepared: Prepared,
-    since: int | None = None,
 ) -> PricedDay:
-    """Price the landed signals of `day` into that day's `fact_signal` and `signal_rollup`.
-
-    Without `since`, every signal of the day is priced into `data.parquet` (late parts removed).
-    With `since` (the last landing sequence number already priced, when neither the signals nor
-    the configuration of that day changed otherwise), only later signals (late arrivals) are
-    priced, into a part of their own beside the day's rows: pricing a signal never depends on the
-    others, so a day that receives a few late signals costs what those signals cost. After
-    MAX_LATE_FILES parts the day is priced whole again, which bounds its files.
-    """
+    """Price every landed signal of `day` into that day's `fact_signal` and `signal_rollup`,
+    replacing what was there (a day without signals leaves an empty partition: no files)."""
     files = [str(f.path) for f in lake.files(date=day)]
     if not files:
         for path in (fact_signal_path(engine_dir, day), rollup_path(engine_dir, day)):
             path.unlink(missing_ok=True)
-        for path in _late_parts(engine_dir, day):
-            path.unlink()
         return PricedDay(day, 0, Decimal(0), {}, 0)
     landed = con.read_parquet(files)
     max_seq = landed.aggregate("max(seq)").fetchall()[0][0]
-    existing = fact_signal_files(engine_dir, day)
-    append = since is not None and bool(existing) and len(existing) <= MAX_LATE_FILES
-    if append and max_seq <= since:
-        return _counts(con, engine_dir, day, max_seq)  # nothing new (e.g. only compaction)
-    if append:
-        # `since` is our own integer from state.json (the relation API takes no parameters).
-        landed.filter(f"seq > {int(since)}").create_view("landed", replace=True)
-        part = f"late-{int(since) + 1:016d}"
-    else:
-        landed.create_view("landed", replace=True)
-        part = "data"
-    _write_part(con, engine_dir, day, part, prepared)
-    if not append:
-        for path in _late_parts(engine_dir, day):
-            path.unlink()
+    landed.create_view("landed", replace=True)
+    _write_part(con, engine_dir, day, "data", prepared)
     return _counts(con, engine_dir, day, max_seq)
 
 
@@ -237,15 +203,22 @@ def _write_part(
 
 
 def _counts(con: duckdb.DuckDBPyConnection, engine_dir: Path, day: str, max_seq: int) -> PricedDay:
-    """The whole day's rows, credits and statuses (two columns of its parts)."""
+    """The day's rows, credits (per currency) and statuses, from two columns of its file."""
     counts = con.execute(
-        "SELECT status, count(*), sum(credits) FROM read_parquet($f) GROUP BY ALL",
+        "SELECT status, currency, count(*), sum(credits) FROM read_parquet($f) GROUP BY ALL",
         {"f": [str(p) for p in fact_signal_files(engine_dir, day)]},
     ).fetchall()
+    statuses: dict[str, int] = {}
+    by_currency: dict[str, Decimal] = {}
+    for status, currency, n, total in counts:
+        statuses[status] = statuses.get(status, 0) + n
+        if currency is not None and total is not None:
+            by_currency[currency] = by_currency.get(currency, Decimal(0)) + total
     return PricedDay(
         day=day,
-        rows=sum(n for _, n, _ in counts),
-        credits=sum((c or Decimal(0) for _, _, c in counts), Decimal(0)),
-        statuses={status: n for status, n, _ in counts},
+        rows=sum(statuses.values()),
+        credits=sum(by_currency.values(), Decimal(0)),
+        statuses=statuses,
         max_seq=max_seq,
+        credits_by_currency=dict(sorted(by_currency.items())),
     )

@@ -3,7 +3,8 @@
 import dagster as dg
 
 from pipelines.defs.billing.jobs import billing_run
-from pipelines.defs.billing.runs import planned_run_request
+from pipelines.defs.landing.sensors import next_billing_run
+from pipelines.defs.resources import TallyHome
 
 
 @dg.schedule(
@@ -12,7 +13,11 @@ from pipelines.defs.billing.runs import planned_run_request
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
-def daily_billing(context: dg.ScheduleEvaluationContext):
-    """Every day at 00:15 UTC: bring every stale day, and the ledger up to yesterday, up to date."""
-    request = planned_run_request(run_key=context.scheduled_execution_time.date().isoformat())
-    return request or dg.SkipReason("everything is up to date")
+def daily_billing(context: dg.ScheduleEvaluationContext, tally: TallyHome):
+    """Every day at 00:15 UTC: bills the day that just ended (prices it, runs the ledger through
+    it, checks, publishes), with whatever else became missing or unsynced."""
+    request = next_billing_run(context.instance, tally, "schedule")
+    if isinstance(request, dg.RunRequest):
+        key = context.scheduled_execution_time.date().isoformat()
+        return request.with_replaced_attrs(run_key=f"daily-{key}")
+    return request

@@ -1,37 +1,93 @@
-"""The ledger: balance snapshots, grant balances and credit events per day."""
+"""The ledger: balance snapshots, grant balances and credit transactions, day by day."""
+
+from pathlib import Path
 
 import dagster as dg
 
-from pipelines.defs.partitions import DAILY, TallyHome
+from pipelines.defs.billing import plan
+from pipelines.defs.landing.assets import credit_grants
+from pipelines.defs.partitions import DAILY, START
 from pipelines.defs.pricing.assets import fact_signal
+from pipelines.defs.resources import TallyHome
 from pipelines.lib import engine
-from pipelines.lib.lake import Lake
+from pipelines.lib.sql import connect, load_sql
+
+
+def first_day_to_redo(instance: dg.DagsterInstance, before: str) -> str | None:
+    """The first ledger day before `before` that is missing or unsynced (None: all current)."""
+    days = engine.day_range(START, before)[:-1]
+    if not days:
+        return None
+    broken = plan.ledger_unsynced(instance, days)
+    return min(broken, default=None)
+
+
+def _day_metadata(engine_dir: Path, days: list[str]) -> dict[str, dict]:
+    """Per day: balance rows, closing balance and overage per currency, the 5 lowest balances."""
+    files = [str(engine_dir / "balance_snapshot" / f"date={d}" / "data.parquet") for d in days]
+    files = [f for f in files if Path(f).exists()]
+    out: dict[str, dict] = {
+        d: {"row_count": 0, "closing": {}, "overage": {}, "lowest": []} for d in days
+    }
+    if not files:
+        return out
+    con = connect()
+    for day, currency, rows, closing, overage in con.execute(
+        load_sql("ledger_day_totals"), {"files": files}
+    ).fetchall():
+        m = out[day.isoformat()]
+        m["row_count"] += rows
+        m["closing"][currency] = str(closing)
+        m["overage"][currency] = str(overage)
+    for day, *row in con.execute(load_sql("ledger_day_lowest"), {"files": files}).fetchall():
+        out[day.isoformat()]["lowest"].append(row)
+    return out
 
 
 @dg.asset(
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[fact_signal],
+    deps=[fact_signal, credit_grants],
     group_name="ledger",
     kinds={"duckdb", "parquet"},
     pool="tally_writer",
 )
 def balance_snapshot(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.MaterializeResult:
     """Daily balances per recipient and currency (opening, granted, spent, expired, closing,
-    available, overage), from the exact event-by-event burn-down of PRODUCT.md §5. Each day
-    starts from the previous day's checkpoint, so the run goes forward from the first stale day
-    to the last day of the requested range."""
+    available, overage) from the exact event-by-event burn-down of grants by priced spends, plus
+    each grant's used/expired/remaining and the day's credit transactions. A chain of days: each
+    day starts from the balances at the end of the day before, so a day can only be materialized
+    once every earlier day is current."""
     home, config = tally.resolve(), tally.config()
-    plan = engine.make_plan(home, config, Lake(home.lake))
-    first = plan.ledger_from or context.partition_key_range.start
-    last = max(plan.ledger_to or first, context.partition_key_range.end)
-    result = engine.ledger(home, config, first, last, plan.first_day or first)
-    return dg.MaterializeResult(
-        metadata={
-            "days": len(result.days),
-            "from": first,
-            "to": last,
-            "row_count": result.balance_rows,
-            "credit_events": result.events,
-        }
-    )
+    first, last = context.partition_key_range.start, context.partition_key_range.end
+    redo = first_day_to_redo(context.instance, first)
+    if redo is not None:
+        raise dg.Failure(
+            f"balance_snapshot {first} starts from the balances of the day before, which are "
+            f"missing or unsynced: materialize balance_snapshot from {redo} through {last}"
+        )
+    priced = context.instance.get_materialized_partitions(fact_signal.key)
+    unpriced = [d for d in engine.day_range(first, last) if d not in priced]
+    if unpriced:
+        raise dg.Failure(
+            f"fact_signal {unpriced[0]} was never materialized: materialize fact_signal "
+            f"{unpriced[0]}..{unpriced[-1]} first"
+        )
+    engine.ledger(home, config, first, last, START.isoformat())
+    days = engine.day_range(first, last)
+    for day, m in _day_metadata(home.engine_dir, days).items():
+        lowest = ["| recipient | currency | closing | overage |", "|---|---|---:|---:|"]
+        lowest += [f"| {t} {i} | {c} | {b} | {o} |" for t, i, c, b, o in m["lowest"]]
+        context.add_asset_metadata(
+            {
+                "row_count": m["row_count"],
+                "closing_balance": dg.MetadataValue.json(m["closing"]),
+                "overage": dg.MetadataValue.json(m["overage"]),
+                "lowest_balances": dg.MetadataValue.md(
+                    "\n".join(lowest) if m["lowest"] else "no active recipient"
+                ),
+            },
+            partition_key=day,
+        )
+    context.log.info(f"ledger {first}..{last}")
+    return dg.MaterializeResult()

@@ -1,45 +1,53 @@
-"""Priced signals: one daily partition per UTC day of signal time."""
+"""Priced signals: one daily partition per billed UTC day."""
+
+from pathlib import Path
 
 import dagster as dg
 
-from pipelines.defs.partitions import DAILY, TallyHome
+from pipelines.defs.landing.assets import pricing_config, signals
+from pipelines.defs.partitions import DAILY
+from pipelines.defs.resources import TallyHome
 from pipelines.lib import engine
-from pipelines.lib.lake import Lake
+from pipelines.lib.pricing import PricedDay, fact_signal_files
+from pipelines.lib.sql import connect
+
+
+def day_metadata(engine_dir: Path, p: PricedDay) -> dict:
+    """What the UI shows for one priced day: counts, credits per currency, statuses, 5 rows."""
+    files = [str(f) for f in fact_signal_files(engine_dir, p.day)]
+    rows = ["| signal_id | event | customer | status | credits |", "|---|---|---|---|---:|"]
+    if files:
+        for row in connect().execute(PREVIEW, {"files": files}).fetchall():
+            rows.append("| " + " | ".join("" if v is None else str(v) for v in row) + " |")
+    return {
+        "row_count": p.rows,
+        "credits": dg.MetadataValue.json({c: str(v) for c, v in p.credits_by_currency.items()}),
+        "statuses": dg.MetadataValue.json(dict(sorted(p.statuses.items()))),
+        "preview": dg.MetadataValue.md("\n".join(rows) if files else "no signals this day"),
+    }
+
+
+PREVIEW = (
+    "SELECT signal_id, event_name, customer_id, status, credits || ' ' || coalesce(currency, '') "
+    "FROM read_parquet($files) LIMIT 5"
+)
 
 
 @dg.asset(
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[signals, pricing_config],
     group_name="pricing",
     kinds={"duckdb", "parquet"},
     pool="tally_writer",
 )
 def fact_signal(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.MaterializeResult:
     """Every accepted, de-duplicated signal of the day with its status, quantity, credits and
-    recipient (PRODUCT.md §4). Days whose signals and pricing configuration did not change since
-    they were last priced are kept as they are."""
+    recipient. Materializing a day prices all of that day's signals again (a day without signals
+    becomes an empty partition)."""
     home, config = tally.resolve(), tally.config()
-    wanted = set(context.partition_keys)
-    plan = engine.make_plan(home, config, Lake(home.lake))
-    days = [d for d in plan.price_days if d in wanted]
-    priced = engine.price(home, config, days)
-    context.log.info(
-        f"priced {len(priced)} day(s): {days[0] if days else '-'}..{days[-1] if days else '-'}"
-    )
-    statuses: dict[str, int] = {}
-    for p in priced:
-        for status, n in p.statuses.items():
-            statuses[status] = statuses.get(status, 0) + n
-    preview = "\n".join(
-        ["| day | signals | credits |", "|---|---:|---:|"]
-        + [f"| {p.day} | {p.rows:,} | {p.credits} |" for p in priced[:31]]
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "days_priced": len(priced),
-            "row_count": sum(p.rows for p in priced),
-            "credits": dg.MetadataValue.text(str(sum((p.credits for p in priced), start=0))),
-            "statuses": dg.MetadataValue.json(statuses),
-            "preview": dg.MetadataValue.md(preview),
-        }
-    )
+    days = list(context.partition_keys)
+    for p in engine.price(home, config, days):
+        context.add_asset_metadata(day_metadata(home.engine_dir, p), partition_key=p.day)
+    context.log.info(f"priced {len(days)} day(s) {days[0]}..{days[-1]}")
+    return dg.MaterializeResult()

@@ -1,29 +1,13 @@
 """Monthly statements (one partition per UTC month) and the overview report."""
 
-from datetime import UTC, date, datetime
-
 import dagster as dg
 
-from pipelines.defs.partitions import DAILY, TallyHome
+from pipelines.defs.partitions import MONTHLY
+from pipelines.defs.resources import TallyHome
 from pipelines.defs.warehouse.assets import warehouse
 from pipelines.lib import closing, report
 from pipelines.lib.render import amount
 from pipelines.lib.statements import BALANCE_FIGURES, Month
-
-
-def monthly_partitions() -> dg.MonthlyPartitionsDefinition:
-    """UTC months (keys YYYY-MM) from the first day with data through the current month, or
-    through the last month with data when signals are dated in the future."""
-    first = date.fromisoformat(DAILY.get_first_partition_key())
-    last = date.fromisoformat(DAILY.get_last_partition_key())
-    today = datetime.now(UTC).date()
-    ahead = (last.year - today.year) * 12 + last.month - today.month
-    return dg.MonthlyPartitionsDefinition(
-        start_date=first.strftime("%Y-%m"), end_offset=max(1, ahead + 1), fmt="%Y-%m"
-    )
-
-
-MONTHLY = monthly_partitions()
 
 
 def _preview(docs: dict[str, dict]) -> str:

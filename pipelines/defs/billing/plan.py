@@ -1,0 +1,304 @@
+"""What is missing or unsynced, asked of Dagster's own records; shared by the sensor, the schedule
+and `tally run`.
+
+1. **Observe** the three sources (`signals`, `pricing_config`, `credit_grants`): compute each
+   billed day's version and record, as Dagster observations, the days whose version differs from
+   the last one recorded.
+2. **Compare**, the way Dagster's staleness does: a partition is unsynced when one of its inputs
+   has a newer observation or materialization, with another data version, than the one it was
+   computed from (the `dagster/input_event_pointer/...` tag of its materialization). The ledger is
+   a chain of days: a day is also unsynced when the day before was materialized after it.
+3. **Work**: the fact_signal days to price, the first ledger day to recompute (through the last
+   billed day), and whether the warehouse must be published. Nothing when nothing changed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+from dagster._core.definitions.data_version import (
+    DATA_VERSION_IS_USER_PROVIDED_TAG,
+    DATA_VERSION_TAG,
+)
+from dagster._core.events import DagsterEventType
+
+from pipelines.lib import engine
+from pipelines.lib.config import Config
+from pipelines.lib.home import Home
+from pipelines.lib.lake import Lake
+
+SIGNALS = dg.AssetKey("signals")
+PRICING_CONFIG = dg.AssetKey("pricing_config")
+CREDIT_GRANTS = dg.AssetKey("credit_grants")
+FACT_SIGNAL = dg.AssetKey("fact_signal")
+BALANCE_SNAPSHOT = dg.AssetKey("balance_snapshot")
+WAREHOUSE = dg.AssetKey("warehouse")
+EMPTY = "empty"  # the version of a day with no landed signals
+
+_OBS = DagsterEventType.ASSET_OBSERVATION
+_MAT = DagsterEventType.ASSET_MATERIALIZATION
+
+
+def _pointer_tag(key: dg.AssetKey) -> str:
+    return f"dagster/input_event_pointer/{key.to_user_string()}"
+
+
+def source_versions(home: Home, config: Config, days: list[str]) -> dict[dg.AssetKey, dict]:
+    """The current version of each source for each of `days`."""
+    landed = engine.signal_versions(Lake(home.lake))
+    return {
+        SIGNALS: {d: landed.get(d, EMPTY) for d in days},
+        PRICING_CONFIG: engine.pricing_versions(config, days),
+        CREDIT_GRANTS: engine.grant_versions(config, days),
+    }
+
+
+def _latest(instance: dg.DagsterInstance, key, event, days, tags, before=None) -> dict:
+    return instance.event_log_storage.get_latest_tags_by_partition(
+        key, event, tags, asset_partitions=days, before_cursor=before
+    )
+
+
+def observe(instance: dg.DagsterInstance, home: Home, config: Config, days: list[str]) -> int:
+    """Record an observation for every (source, day) whose version changed; how many."""
+    recorded = 0
+    for key, versions in source_versions(home, config, days).items():
+        known = _latest(instance, key, _OBS, days, [DATA_VERSION_TAG])
+        for day, version in versions.items():
+            if known.get(day, {}).get(DATA_VERSION_TAG) == version:
+                continue
+            instance.report_runless_asset_event(
+                dg.AssetObservation(
+                    asset_key=key,
+                    partition=day,
+                    tags={DATA_VERSION_TAG: version, DATA_VERSION_IS_USER_PROVIDED_TAG: "true"},
+                )
+            )
+            recorded += 1
+    return recorded
+
+
+def _updated_since(instance, dep: dg.AssetKey, event, pointers: dict[str, int], days) -> set[str]:
+    """Days whose latest `dep` event has another data version than the one at its pointer."""
+    now = _latest(instance, dep, event, days, [DATA_VERSION_TAG])
+    by_pointer: dict[int, list[str]] = defaultdict(list)
+    for day in days:
+        by_pointer[pointers.get(day, 0)].append(day)
+    updated = set()
+    for pointer, group in by_pointer.items():
+        then = _latest(instance, dep, event, group, [DATA_VERSION_TAG], before=pointer + 1)
+        for day in group:
+            latest = now.get(day, {}).get(DATA_VERSION_TAG)
+            if latest is not None and latest != then.get(day, {}).get(DATA_VERSION_TAG):
+                updated.add(day)
+    return updated
+
+
+def _materialization_tags(instance, key: dg.AssetKey, days: list[str]) -> dict[str, dict]:
+    """The tags of each day's latest materialization of `key` (days never materialized: none)."""
+    ids = instance.get_latest_storage_id_by_partition(key, _MAT, partitions=set(days))
+    out: dict[str, dict] = {}
+    todo = sorted(ids.values())
+    for i in range(0, len(todo), 500):
+        batch = todo[i : i + 500]
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, storage_ids=batch), limit=len(batch)
+        ).records
+        for record in records:
+            event = record.asset_materialization
+            out[event.partition] = dict(event.tags or {})
+    return out
+
+
+def _unsynced(instance, key: dg.AssetKey, deps: dict[dg.AssetKey, object], days) -> set[str]:
+    """Days of `key` never materialized, or with an input updated since."""
+    tags = _materialization_tags(instance, key, days)
+    out = {d for d in days if d not in tags}
+    done = [d for d in days if d in tags]
+    for dep, event in deps.items():
+        pointers = {}
+        for d in done:
+            raw = tags[d].get(_pointer_tag(dep), "")
+            pointers[d] = int(raw) if raw.isdigit() else 0
+        out |= _updated_since(instance, dep, event, pointers, done)
+    return out
+
+
+def _chain_breaks(instance, days: list[str]) -> set[str]:
+    """Ledger days materialized before the day before them was (re)materialized."""
+    ids = instance.get_latest_storage_id_by_partition(BALANCE_SNAPSHOT, _MAT)
+    return {
+        d for prev, d in zip(days, days[1:], strict=False) if ids.get(prev, 0) > ids.get(d, 0)
+    }
+
+
+def ledger_unsynced(instance: dg.DagsterInstance, days: list[str]) -> set[str]:
+    """Ledger days missing, computed from older priced signals or grants, or computed before the
+    day before them was (re)computed."""
+    deps = {FACT_SIGNAL: _MAT, CREDIT_GRANTS: _OBS}
+    return _unsynced(instance, BALANCE_SNAPSHOT, deps, days) | _chain_breaks(instance, days)
+
+
+@dataclass
+class Work:
+    """What a billing run must do to bring every billed day through `through` up to date."""
+
+    through: str
+    price_days: list[str] = field(default_factory=list)
+    ledger_from: str | None = None
+    publish: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.price_days and self.ledger_from is None and not self.publish
+
+    @property
+    def ledger_days(self) -> list[str]:
+        return engine.day_range(self.ledger_from, self.through) if self.ledger_from else []
+
+    def runs(self) -> list[tuple[list[dg.AssetKey], tuple[str, str] | None]]:
+        """The runs, in order: (assets, partition range). Priced days that the ledger range
+        covers exactly go in one run with it; otherwise each block of consecutive days to price
+        is a run of its own, followed by the ledger and the warehouse."""
+        runs: list[tuple[list[dg.AssetKey], tuple[str, str] | None]] = []
+        ledger = self.ledger_days
+        if self.price_days and self.price_days == ledger:
+            return [([FACT_SIGNAL, BALANCE_SNAPSHOT, WAREHOUSE], (ledger[0], ledger[-1]))]
+        for block in _blocks(self.price_days):
+            runs.append(([FACT_SIGNAL], (block[0], block[-1])))
+        if ledger:
+            runs.append(([BALANCE_SNAPSHOT, WAREHOUSE], (ledger[0], ledger[-1])))
+        elif self.publish or runs:
+            runs.append(([WAREHOUSE], None))
+        return runs
+
+
+def _blocks(days: list[str]) -> list[list[str]]:
+    blocks: list[list[str]] = []
+    for day in days:
+        if blocks and engine.day_range(blocks[-1][-1], day)[1:] == [day]:
+            blocks[-1].append(day)
+        else:
+            blocks.append([day])
+    return blocks
+
+
+def compute_work(
+    instance: dg.DagsterInstance, home: Home, config: Config, days: list[str]
+) -> Work:
+    """Observe the sources, then ask Dagster's records what is missing or unsynced in `days`
+    (the billed days through the last one to bring up to date)."""
+    from pipelines.lib.warehouse import is_current
+
+    work = Work(through=days[-1] if days else "")
+    if not days:
+        return work
+    observe(instance, home, config, days)
+    work.price_days = sorted(
+        _unsynced(instance, FACT_SIGNAL, {SIGNALS: _OBS, PRICING_CONFIG: _OBS}, days)
+    )
+    ledger = ledger_unsynced(instance, days) | set(work.price_days)
+    work.ledger_from = min(ledger, default=None)
+    published = instance.fetch_materializations(WAREHOUSE, limit=1).records
+    ledger_ids = instance.get_latest_storage_id_by_partition(BALANCE_SNAPSHOT, _MAT)
+    work.publish = (
+        not published
+        or not home.warehouse.exists()
+        or not is_current(home)
+        or max(ledger_ids.values(), default=0) > published[0].storage_id
+    )
+    return work
+
+
+def billed_days(config: Config, through: str | None = None) -> list[str]:
+    """Billed days from the first one through `through` (default: yesterday, UTC)."""
+    from pipelines.defs.partitions import START
+
+    last = through or engine.billed_through().isoformat()
+    return engine.day_range(START, last) if START.isoformat() <= last else []
+
+
+def run_request(work: Work, reason: str) -> dg.RunRequest | None:
+    """The first run of `work` as a request (the sensor asks again once it has finished)."""
+    runs = work.runs()
+    if not runs:
+        return None
+    assets, span = runs[0]
+    tags = {"tally/reason": reason}
+    if span:
+        tags |= {
+            "dagster/asset_partition_range_start": span[0],
+            "dagster/asset_partition_range_end": span[1],
+        }
+    return dg.RunRequest(job_name="billing_run", asset_selection=assets, tags=tags)
+
+
+ProgressFn = Callable[[str], None]
+
+
+@dataclass
+class RunOutcome:
+    """What one billing run did: per asset, the partitions it materialized; what failed."""
+
+    assets: list[dg.AssetKey]
+    span: tuple[str, str] | None
+    materialized: dict[str, list[str]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def execute(work: Work, progress: ProgressFn | None = None) -> list[RunOutcome]:
+    """Run `work` in this process through the `billing_run` job, run after run, stopping at the
+    first run that fails or whose blocking checks fail (nothing downstream of them runs)."""
+    from pipelines.definitions import defs
+
+    job = defs().resolve_job_def("billing_run")
+    outcomes = []
+    for assets, span in work.runs():
+        what = ", ".join(a.to_user_string() for a in assets)
+        if progress:
+            progress(f"{what} {span[0]}..{span[1]}" if span else what)
+        tags = {"tally/reason": "tally run"}
+        if span:
+            tags |= {
+                "dagster/asset_partition_range_start": span[0],
+                "dagster/asset_partition_range_end": span[1],
+            }
+        result = job.execute_in_process(
+            instance=dg.DagsterInstance.get(),
+            asset_selection=assets,
+            tags=tags,
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            raise_on_error=False,
+        )
+        outcome = RunOutcome(assets, span)
+        for event in result.all_events:
+            kind = event.event_type_value
+            if kind == "ASSET_MATERIALIZATION":
+                mat = event.event_specific_data.materialization
+                name = mat.asset_key.to_user_string()
+                outcome.materialized.setdefault(name, []).append(mat.partition or "")
+                rows = mat.metadata.get("row_count")
+                if rows is not None:
+                    outcome.rows[name] = outcome.rows.get(name, 0) + int(rows.value)
+            elif kind == "STEP_FAILURE":
+                error = event.event_specific_data.error
+                message = (error.message or "").strip().splitlines()
+                outcome.problems.append(f"{event.step_key}: {message[-1] if message else error}")
+            elif kind == "ASSET_CHECK_EVALUATION":
+                evaluation = event.event_specific_data
+                if not evaluation.passed:
+                    where = f" on {evaluation.partition}" if evaluation.partition else ""
+                    outcome.problems.append(
+                        f"check {evaluation.check_name} failed{where}: nothing downstream of it "
+                        "ran (the warehouse was not published)"
+                    )
+        if not result.success and not outcome.problems:
+            outcome.problems.append("the billing run failed (see the Dagster UI for its logs)")
+        outcomes.append(outcome)
+        if outcome.problems:
+            break
+    return outcomes

@@ -1,0 +1,98 @@
+"""Dagster's instance for a Tally home: its state lives in `<home>/dagster`, never in a checkout.
+
+`dagster.yaml` (at the top of the repository, and written into `<home>/dagster/` by `tally`) names
+the classes below. Each is Dagster's own SQLite/local class with one difference: without a
+`base_dir` in the configuration, it uses `<TALLY_HOME>/dagster` (default `./data/dagster`). So
+plain `dagster dev` from a checkout needs only `TALLY_HOME`, and `tally` sets `DAGSTER_HOME` to
+that directory. The shared deployment replaces `storage` with PostgreSQL (see docs/dagster.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import Field, StringSource
+from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
+from dagster._core.storage.root import LocalArtifactStorage
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+
+from pipelines.lib.home import resolve_home
+
+INSTANCE_YAML = """\
+# Dagster's instance for this Tally home (written by `tally`; edit freely, it is kept).
+storage:
+  custom:
+    module: pipelines.lib.instance
+    class: HomeSqliteStorage
+    config: {}
+local_artifact_storage:
+  module: pipelines.lib.instance
+  class: HomeArtifactStorage
+  config: {}
+compute_logs:
+  module: pipelines.lib.instance
+  class: HomeComputeLogManager
+  config: {}
+concurrency:
+  pools:
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
+def dagster_dir(home: str | None = None) -> Path:
+    """`<home>/dagster`: Dagster's runs, event logs, schedules and compute logs for the home."""
+    return resolve_home(home).root / "dagster"
+
+
+def ensure_instance(home_root: Path) -> Path:
+    """Create `<home>/dagster/dagster.yaml` (once) and return the directory (DAGSTER_HOME)."""
+    path = home_root / "dagster"
+    path.mkdir(parents=True, exist_ok=True)
+    config = path / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML)
+    return path
+
+
+_OPTIONAL_BASE = {"base_dir": Field(StringSource, is_required=False)}
+
+
+class HomeSqliteStorage(DagsterSqliteStorage):
+    """Dagster's SQLite storage, by default in `<TALLY_HOME>/dagster`."""
+
+    @classmethod
+    def config_type(cls):
+        return _OPTIONAL_BASE
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        base = config_value.get("base_dir") or str(dagster_dir())
+        return DagsterSqliteStorage.from_local(base_dir=base, inst_data=inst_data)
+
+
+class HomeArtifactStorage(LocalArtifactStorage):
+    """Dagster's local artifact storage, by default in `<TALLY_HOME>/dagster`."""
+
+    @classmethod
+    def config_type(cls):
+        return _OPTIONAL_BASE
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        base = config_value.get("base_dir") or str(dagster_dir())
+        return LocalArtifactStorage(base_dir=base, inst_data=inst_data)
+
+
+class HomeComputeLogManager(LocalComputeLogManager):
+    """Dagster's local compute logs, by default in `<TALLY_HOME>/dagster/logs`."""
+
+    @classmethod
+    def config_type(cls):
+        return _OPTIONAL_BASE
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        base = config_value.get("base_dir") or str(dagster_dir() / "logs")
+        return LocalComputeLogManager(base_dir=base, inst_data=inst_data)

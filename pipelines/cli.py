@@ -61,15 +61,15 @@ def _user_errors():
         raise fail(str(exc)) from None
 
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 def _home(home: Path | None) -> Home:
-    """Resolve the home and point every layer (engine, Dagster) at it."""
+    """Resolve the home and point every layer (engine, Dagster) at it: Dagster's instance lives
+    in `<home>/dagster` (created with its dagster.yaml on first use)."""
+    from pipelines.lib.instance import ensure_instance
+
     h = resolve_home(home)
     os.environ["TALLY_HOME"] = str(h.root)
-    os.environ.setdefault("DAGSTER_HOME", str(REPO))
-    os.environ.setdefault("TALLY_DAGSTER_STORAGE", str(h.root / "dagster"))
+    if "DAGSTER_HOME" not in os.environ or home is not None:
+        os.environ["DAGSTER_HOME"] = str(ensure_instance(h.root))
     return h
 
 
@@ -83,34 +83,70 @@ def _config(h: Home):
         raise fail(f"{exc.errors[0]}{extra}") from None
 
 
-def _run(h: Home) -> bool:
-    """Bring everything up to date through the Dagster definitions; prints what it did."""
-    from pipelines.defs.billing.runs import materialize
-    from pipelines.lib.engine import make_plan
-    from pipelines.lib.lake import Lake
+def _run(h: Home, through: str | None = None) -> bool:
+    """Bring every billed day through `through` (default yesterday) up to date through the
+    Dagster definitions, printing what each asset did."""
+    from pipelines.defs.billing import plan
+    from pipelines.lib.engine import billed_through
 
     config = _config(h)
-    plan = make_plan(h, config, Lake(h.lake))
-    if plan.empty:
-        from pipelines.lib.warehouse import is_current, publish
-
-        if not is_current(h):  # the data is checked already; only the views changed
-            publish(h, config)
-            out.print(f"nothing to process; republished {h.warehouse} with this version's views")
-            return True
-        out.print("everything is up to date")
+    last = billed_through().isoformat()
+    if through is not None:
+        try:
+            date.fromisoformat(through)
+        except ValueError:
+            raise fail(f"--through {through!r} is not a date (YYYY-MM-DD)") from None
+        if through > last:
+            raise fail(f"--through {through} has not ended yet: billing runs through {last}")
+    days = plan.billed_days(config, through)
+    if not days:
+        out.print(f"nothing to bill: the first billed day is after {through or last}")
         return True
-    ledger = (
-        f"ledger {plan.ledger_from}..{plan.ledger_to}" if plan.ledger_from else "no ledger days"
-    )
-    message = f"billing run: price {len(plan.price_days)} day(s), {ledger}, checks, publish"
-    with err.status(message):
-        ok, problems = materialize(plan)
-    for problem in problems:
-        err.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    _report_unbilled(h, days[0], days[-1])
+    import dagster as dg
+
+    with err.status("asking Dagster what is missing or unsynced"):
+        work = plan.compute_work(dg.DagsterInstance.get(), h, config, days)
+    if work.empty:
+        out.print(f"everything is up to date through {days[-1]}")
+        return True
+    ok = True
+    with err.status("billing run") as status:
+        outcomes = plan.execute(work, progress=lambda what: status.update(f"billing run: {what}"))
+    for outcome in outcomes:
+        for asset, partitions in outcome.materialized.items():
+            parts = [p for p in partitions if p]
+            what = [f"{parts[0]}..{parts[-1]} ({len(parts)} day(s))"] if parts else ["published"]
+            what += [f"{outcome.rows[asset]:,} rows"] if asset in outcome.rows else []
+            out.print(f"{asset}: {', '.join(what)}", highlight=False)
+        for problem in outcome.problems:
+            ok = False
+            err.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
     if ok:
-        out.print(f"done: {message}; warehouse at {h.warehouse}", highlight=False)
+        out.print(f"done through {work.through}; warehouse at {h.warehouse}", highlight=False)
     return ok
+
+
+def _report_unbilled(h: Home, first: str, last: str) -> None:
+    """Say how many landed signals lie outside the billed days, and why."""
+    from pipelines.lib.lake import Lake
+
+    files = Lake(h.lake).files()
+    before = sum(f.rows for f in files if f.date < first)
+    after = sum(f.rows for f in files if f.date > last)
+    if before:
+        err.print(
+            f"note: {before:,} signal(s) dated before the first billed day {first} are not billed "
+            "(set billing.start_date earlier in the configuration to bill them)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if after:
+        err.print(
+            f"note: {after:,} signal(s) dated after {last} wait for their day to end",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -137,8 +173,9 @@ def ingest(
     total = IngestReport()
 
     def show_errors(errors: list[tuple[str, str]]) -> None:
-        for location, reason in errors:
-            err.print(f"{location}: {reason}", highlight=False, markup=False, soft_wrap=True)
+        # One plain write per batch: printing a million rejects through rich took minutes.
+        sys.stderr.write("".join(f"{location}: {reason}\n" for location, reason in errors))
+        sys.stderr.flush()
 
     columns = [
         TextColumn("{task.description}"),
@@ -178,13 +215,26 @@ def ingest(
 
 
 @app.command()
-def run(home: HomeOpt = None) -> None:
-    """Materialize whatever is missing or stale (one Dagster run for the whole range)."""
-    if not _run(_home(home)):
+def run(
+    home: HomeOpt = None,
+    through: Annotated[
+        str | None,
+        typer.Option(help="Last day to bring up to date (YYYY-MM-DD; default: yesterday, UTC)."),
+    ] = None,
+) -> None:
+    """Ask Dagster what is missing or unsynced through yesterday and materialize exactly that."""
+    if not _run(_home(home), through):
         raise typer.Exit(1)
 
 
 Format = Annotated[str, typer.Option("--format", help="table, csv or json.")]
+
+
+def _cell_text(v):
+    """A value as CSV, JSON and tables show it; decimals are exact strings."""
+    if isinstance(v, Decimal):  # exact: at least 6 places, more only when the value has them
+        return f"{v:.6f}" if v == round(v, 6) else format(v.normalize(), "f")
+    return v.isoformat() if hasattr(v, "isoformat") else v
 
 
 def _print_rows(
@@ -193,31 +243,92 @@ def _print_rows(
     fmt: str,
     title: str | None = None,
     missing: str = "(none)",
+    *,
+    caption: str | None = None,
+    short: dict[str, str] | None = None,
+    drop: tuple[str, ...] = (),
+    group: str | None = None,
 ) -> None:
-    """Rows as a Rich table, CSV or JSON; decimals are exact strings in CSV and JSON."""
+    """Rows as a Rich table, CSV or JSON; decimals are exact strings in CSV and JSON.
+
+    A table uses the terminal's whole width and fits in it: when it is too narrow, headers take
+    their `short` names, the `group` column becomes a heading row per value, then the `drop`
+    columns are left out in order (the caption says which; `--format csv` has them all), and
+    long text wraps instead of being cut."""
     import csv
 
     import msgspec
 
-    def text(v):
-        if isinstance(v, Decimal):  # exact: at least 6 places, more only when the value has them
-            return f"{v:.6f}" if v == round(v, 6) else format(v.normalize(), "f")
-        return v.isoformat() if hasattr(v, "isoformat") else v
-
     if fmt == "json":
-        payload = [dict(zip(columns, map(text, r), strict=True)) for r in rows]
+        payload = [dict(zip(columns, map(_cell_text, r), strict=True)) for r in rows]
         sys.stdout.write(msgspec.json.encode(payload).decode() + "\n")
     elif fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows([[("" if v is None else text(v)) for v in r] for r in rows])
+        writer.writerows([[("" if v is None else _cell_text(v)) for v in r] for r in rows])
     elif fmt == "table":
-        table = Table(*columns, title=title)
-        for r in rows:
-            table.add_row(*[(missing if v is None else str(text(v))) for v in r])
-        out.print(table)
+        _print_table(columns, rows, title, missing, caption, short or {}, drop, group)
     else:
         raise fail(f"--format must be table, csv or json, not {fmt!r}")
+
+
+def _print_table(columns, rows, title, missing, caption, short, drop, group) -> None:
+    from rich import box
+    from rich.text import Text
+
+    cells = [[(missing if v is None else str(_cell_text(v))) for v in r] for r in rows]
+    numeric = [
+        bool(rows) and all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in rows)
+        for i in range(len(columns))
+    ]
+    heads = list(columns)
+    keep = list(range(len(columns)))
+
+    def need() -> int:  # SIMPLE_HEAD box: padding and separators around each column
+        widths = [max([len(heads[i])] + [len(c[i]) for c in cells]) for i in keep]
+        return sum(widths) + 3 * len(widths) + 1 + (2 if grouped else 0)
+
+    width = out.width
+    grouped = False
+    notes = [caption] if caption else []
+    if need() > width:
+        heads = [short.get(c, c) for c in columns]
+    if need() > width and group in columns and len(keep) > 1:
+        keep.remove(columns.index(group))
+        grouped = True
+    dropped = []
+    for name in drop:
+        if need() <= width:
+            break
+        if name in columns and columns.index(name) in keep:
+            keep.remove(columns.index(name))
+            dropped.append(name)
+    if dropped:
+        notes.append(
+            f"{', '.join(dropped)} left out to fit {width} columns "
+            "(a wider terminal or --format csv shows them)"
+        )
+    table = Table(
+        title=title,
+        caption="\n".join(notes) or None,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption_justify="left",
+    )
+    for i in keep:
+        if numeric[i]:
+            table.add_column(heads[i], justify="right", no_wrap=True)
+        else:
+            table.add_column(heads[i], overflow="fold")
+    current = object()
+    g = columns.index(group) if grouped else None
+    for r, c in zip(rows, cells, strict=True):
+        if g is not None and r[g] != current:
+            current = r[g]
+            table.add_row(Text(c[g], style="bold"), *[""] * (len(keep) - 1))
+        indent = "  " if g is not None else ""
+        table.add_row(*[Text(indent + c[i] if n == 0 else c[i]) for n, i in enumerate(keep)])
+    out.print(table, highlight=False)
 
 
 @app.command()
@@ -231,7 +342,7 @@ def balances(
     fmt: Format = "table",
 ) -> None:
     """Balances per customer, pool and seat at the end of a day, from the warehouse."""
-    import duckdb
+    from pipelines.lib.sql import connect
 
     h = _home(home)
     if not h.warehouse.exists():
@@ -241,7 +352,7 @@ def balances(
             date.fromisoformat(as_of)
         except ValueError:
             raise fail(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
-    con = duckdb.connect(str(h.warehouse), read_only=True)
+    con = connect(h.warehouse, read_only=True)
     day = as_of or con.execute("SELECT max(date)::VARCHAR FROM balance_snapshot").fetchall()[0][0]
     rel = con.execute(
         "SELECT customer_id, recipient_type, recipient_id, currency, opening_balance, granted, "
@@ -254,7 +365,27 @@ def balances(
     rows = rel.fetchall()
     if not rows and fmt == "table":
         raise fail(f"no balances on {day}" + (f" for customer {customer!r}" if customer else ""))
-    _print_rows(columns, rows, fmt, title=f"Balances at the end of {day} (UTC)")
+    if fmt != "table":
+        _print_rows(columns, rows, fmt)
+        return
+    # A table people read: one recipient column (the pool or the seat), short names when narrow.
+    table_rows = [
+        (r[0], "pool" if r[1] == "organization" else r[2], *r[3:]) for r in rows
+    ]
+    _print_rows(
+        ["customer", "recipient", *columns[3:]],
+        table_rows,
+        fmt,
+        title=f"Balances at the end of {day} (UTC)",
+        caption="closing = opening + granted - spent - expired = available - overage",
+        short={
+            "opening_balance": "opening",
+            "closing_balance": "closing",
+            "currency": "cur.",
+        },
+        drop=("opening_balance", "granted", "expired", "spent"),
+        group="customer",
+    )
 
 
 @app.command()
@@ -265,7 +396,8 @@ def breakdown(
             "--by",
             help=(
                 'A data path ($.team, a.b, $["a.b"]) or customer, product, event, user, '
-                'seat, day, week, month. Repeatable.'
+                'seat, recipient, currency, status, day, week, month (UTC). Repeatable; '
+                'figures are always per currency.'
             ),
         ),
     ],
@@ -277,9 +409,14 @@ def breakdown(
     customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
     product: Annotated[str | None, typer.Option(help="Only this product.")] = None,
     event: Annotated[str | None, typer.Option(help="Only this event name.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only this pricing status (priced, unpriced, ...; default: all)."),
+    ] = None,
     fmt: Format = "table",
 ) -> None:
-    """Signals, quantity and credits broken down by any JSON key of the signal data."""
+    """Signals, quantity and credits per currency, broken down by any JSON key of the signal
+    data (days are UTC)."""
     import msgspec
 
     from pipelines.lib.analytics import AnalyticsError
@@ -295,14 +432,16 @@ def breakdown(
             customer=customer,
             product=product,
             event=event,
+            status=status,
         )
     except AnalyticsError as exc:
         raise fail(str(exc)) from None
     decode = msgspec.json.Decoder(float_hook=Decimal).decode
+    keys = result.columns[:-3]  # the --by keys and currency
     rows = []
     for record in result.table.to_pylist():
         row = []
-        for key in result.keys:
+        for key in keys:
             value = record[key]
             if key in result.json_keys and value is not None:
                 value = decode(value)
@@ -317,7 +456,12 @@ def breakdown(
         ]
         rows.append(tuple(row))
     _print_rows(
-        [*result.keys, "signals", "quantity", "credits"], rows, fmt, title=None, missing="(missing)"
+        [*keys, "signals", "quantity", "credits"],
+        rows,
+        fmt,
+        title=None,
+        missing="(missing)",
+        caption=result.note,
     )
 
 
@@ -344,6 +488,23 @@ def keys(
     )
     for warning in report.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def schema(
+    home: HomeOpt = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write the page to this file.")
+    ] = None,
+) -> None:
+    """The warehouse's tables, views, columns and macros with what they mean (Markdown, from the
+    comments in warehouse.duckdb; docs/schema.md is the sample company's)."""
+    from pipelines.lib.warehouse import schema_markdown
+
+    h = _home(home)
+    if not h.warehouse.exists():
+        raise fail(f"no warehouse at {h.warehouse}: run `tally run` first")
+    _write_output(schema_markdown(h.warehouse), out_path, "the schema page")
 
 
 def _write_output(text: str, out_path: Path | None, what: str) -> None:
@@ -423,24 +584,44 @@ def ui(
     port: Annotated[int, typer.Option(help="Port of the Dagster UI.")] = 3000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
-    """Start the Dagster UI (and its daemon: schedule and sensor) on this project."""
+    """Start the Dagster UI and its daemon (schedule, sensor) on this home; Ctrl-C stops both."""
+    import signal
     import subprocess
 
-    _home(home)
-    cmd = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-m",
-        "pipelines.definitions",
-        "-h",
-        host,
-        "-p",
-        str(port),
-    ]
-    out.print(f"Dagster UI on http://{host}:{port} (Ctrl-C to stop)")
-    raise typer.Exit(subprocess.call(cmd, cwd=REPO))
+    h = _home(home)
+    dagster_home = Path(os.environ["DAGSTER_HOME"])
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(_workspace(dagster_home))]
+    cmd += ["-h", host, "-p", str(port)]
+    out.print(f"Dagster UI on http://{host}:{port} for {h.root} (Ctrl-C to stop)")
+    # Its own process group, so that stopping `tally ui` stops the webserver and the daemon.
+    child = subprocess.Popen(cmd, cwd=dagster_home, start_new_session=True)
+
+    def stop(signum, _frame) -> None:
+        try:
+            os.killpg(child.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = child.wait()
+    try:
+        os.killpg(child.pid, signal.SIGKILL)  # anything of the group that outlived dagster dev
+    except ProcessLookupError:
+        pass
+    raise typer.Exit(0 if code in (0, -signal.SIGTERM, 128 + signal.SIGTERM) else code)
+
+
+def _workspace(dagster_home: Path) -> Path:
+    """A workspace naming the code location `tally` (the installed `pipelines` package)."""
+    path = dagster_home / "workspace.yaml"
+    path.write_text(
+        "load_from:\n"
+        "  - python_module:\n"
+        "      module_name: pipelines.definitions\n"
+        "      location_name: tally\n"
+    )
+    return path
 
 
 def _tokens(token_file: Path | None) -> list[str]:
@@ -472,9 +653,8 @@ def serve(
     max_body_mb: Annotated[int, typer.Option(help="Largest request body, in MiB.")] = 32,
 ) -> None:
     """The Paid-compatible HTTP API: point `Paid(base_url="http://HOST:PORT/api/v2")` here."""
-    import uvicorn
-
     from pipelines.api.app import create_app
+    from pipelines.api.server import serve as serve_app
 
     h = _home(home)
     tokens = _tokens(token_file)
@@ -485,7 +665,7 @@ def serve(
         f"Tally API on http://{host}:{port}/api/v2 for {h.root} ({len(tokens)} token(s); {runs})",
         highlight=False,
     )
-    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    serve_app(application, host, port)  # with read deadlines (pipelines/api/server.py)
 
 
 @app.command()
@@ -530,8 +710,6 @@ def demo(home: HomeOpt = None) -> None:
     import shutil
     import tempfile
 
-    import duckdb
-
     from pipelines.lib.lake import Lake
     from pipelines.lib.signals import ingest_file
     from pipelines.lib.synth import synth as run_synth
@@ -560,34 +738,60 @@ def demo(home: HomeOpt = None) -> None:
     out.print("[bold]3. run[/] the batch billing run (Dagster: pricing, ledger, checks, warehouse)")
     if not _run(h):
         raise typer.Exit(1)
-    con = duckdb.connect(str(h.warehouse), read_only=True)
+    _demo_summary(h)
+
+
+def _demo_summary(h: Home) -> None:
+    """What the demo's run produced: signals by status and currency, each organization pool over
+    the whole period, and the next commands (on this home)."""
+    import shlex
+
+    from pipelines.lib.sql import connect
+
+    con = connect(h.warehouse, read_only=True)
     rel = con.sql(
-        "SELECT status, count(*) AS signals, sum(credits) AS credits FROM fact_signal "
-        "GROUP BY 1 ORDER BY 2 DESC"
-    )
-    _print_rows([d[0] for d in rel.description], rel.fetchall(), "table", "Signals by status")
-    day = con.execute("SELECT max(date)::VARCHAR FROM balance_snapshot").fetchall()[0][0]
-    rel = con.sql(
-        "SELECT customer_id AS customer, currency, spent, closing_balance AS closing, overage "
-        "FROM balance_snapshot WHERE date = (SELECT max(date) FROM balance_snapshot) "
-        "AND recipient_type = 'organization' ORDER BY 1, 2"
+        "SELECT status, currency, count(*) AS signals, sum(credits) AS credits FROM fact_signal "
+        "GROUP BY status, currency ORDER BY status <> 'priced', signals DESC, currency NULLS LAST"
     )
     _print_rows(
         [d[0] for d in rel.description],
         rel.fetchall(),
         "table",
-        f"Organization pools at the end of {day} (seats: tally balances)",
+        "Signals by status and currency",
+        caption="only priced signals are charged; the others are kept with 0 credits",
     )
+    first, day = con.execute(
+        "SELECT min(date)::VARCHAR, max(date)::VARCHAR FROM balance_snapshot"
+    ).fetchall()[0]
+    rel = con.sql(
+        "SELECT customer_id AS customer, currency, sum(granted) AS granted, sum(spent) AS spent, "
+        "arg_max(closing_balance, date) AS closing, arg_max(overage, date) AS overage "
+        "FROM balance_snapshot WHERE recipient_type = 'organization' GROUP BY ALL ORDER BY 1, 2"
+    )
+    _print_rows(
+        [d[0] for d in rel.description],
+        rel.fetchall(),
+        "table",
+        f"Organization pools, {first} to {day} (UTC)",
+        caption=f"granted and spent over the whole period; closing and overage at the end of "
+        f"{day}; seats: tally balances",
+        drop=("granted",),
+    )
+    con.close()
     month = day[:7]
+    default = Path("data").resolve()
+    at = "" if h.root == default else f" --home {shlex.quote(str(h.root))}"
+    tally = "./dev.sh tally" if Path("dev.sh").exists() else "tally"
     out.print(
         "Next:\n"
-        "  ./dev.sh tally balances                  balances per pool and seat\n"
-        f"  ./dev.sh tally statement --customer cus_acme --month {month} --out acme.html\n"
-        "  ./dev.sh tally report --out report.html  the overview page\n"
-        "  ./dev.sh tally ui                        the Dagster UI\n"
-        "  TALLY_API_TOKENS=secret ./dev.sh tally serve   the Paid-compatible API\n"
-        f"  duckdb -readonly {h.warehouse}",
+        f"  {tally} balances{at}   balances per pool and seat\n"
+        f"  {tally} statement --customer cus_acme --month {month} --out acme.html{at}\n"
+        f"  {tally} report --out report.html{at}   the overview page\n"
+        f"  {tally} ui{at}   the Dagster UI\n"
+        f"  TALLY_API_TOKENS=secret {tally} serve{at}   the Paid-compatible API\n"
+        f"  duckdb -readonly {shlex.quote(str(h.warehouse))}   SQL (docs/schema.md)",
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -2,6 +2,7 @@
 # Set up (once) and run Tally from a fresh clone. Needs only python3 >= 3.11.
 #   ./dev.sh demo          sample company + synthetic signals + a full run + a summary
 #   ./dev.sh test [ARGS]   the test suite (ARGS go to pytest, e.g. -m slow)
+#   ./dev.sh lint          ruff check and ruff format --check (what CI runs before the tests)
 #   ./dev.sh tally ARGS    any tally command, e.g. ./dev.sh tally ui
 #   ./dev.sh bench ARGS    the benchmark harness
 set -euo pipefail
@@ -23,14 +24,14 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e '.[dev]' >&2
   rm -f .venv/.installed-* && touch "$stamp"
 fi
-export DAGSTER_HOME="${DAGSTER_HOME:-$PWD}"
 
 cmd="${1:-demo}"
 shift || true
 case "$cmd" in
   demo)  exec .venv/bin/tally demo "$@" ;;
   test)  exec .venv/bin/python -m pytest "$@" ;;
+  lint)  .venv/bin/ruff check . && exec .venv/bin/ruff format --check . ;;
   tally) exec .venv/bin/tally "$@" ;;
   bench) exec .venv/bin/python -m benchmarks.run "$@" ;;
-  *) echo "usage: ./dev.sh demo | test [pytest args] | tally ARGS | bench ARGS" >&2; exit 2 ;;
+  *) echo "usage: ./dev.sh demo | test [pytest args] | lint | tally ARGS | bench ARGS" >&2; exit 2 ;;
 esac

@@ -1,16 +1,46 @@
-"""Shared fixtures: every test gets its own temporary home; nothing is written into the checkout."""
+"""Shared fixtures and helpers: every test gets its own temporary home (nothing is written into
+the checkout); `tally(...)` and `start_tally(...)` run the real command in a subprocess; one
+hypothesis profile for every property test."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
 
-REPO = Path(__file__).resolve().parents[1]
+# --- hypothesis: one profile for every property test --------------------------------------------
+# Property tests run whole engine runs per example, so no per-example deadline, and fixtures they
+# share (temporary directories) are reset by the tests themselves. A test may pin its own
+# `max_examples`; the `slow` profile (loaded under `-m slow`) gives unpinned ones ten times more.
+_COMMON = {
+    "deadline": None,
+    "suppress_health_check": [
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+    "print_blob": True,
+}
+settings.register_profile("tally", max_examples=100, **_COMMON)
+settings.register_profile("tally-slow", max_examples=1000, **_COMMON)
+settings.load_profile("tally")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """`-m slow` runs the slow tests, which are property tests at a larger example count."""
+    markexpr = config.getoption("markexpr", default="") or ""
+    if "slow" in markexpr and "not slow" not in markexpr:
+        settings.load_profile("tally-slow")
+
+
+# --- homes --------------------------------------------------------------------------------------
 
 
 @pytest.fixture()
@@ -26,8 +56,61 @@ def lake(home: Home) -> Lake:
     return Lake(home.lake)
 
 
-def tally_env(home: Home) -> dict[str, str]:
-    """Environment for running the `tally` command in a subprocess against `home`."""
-    env = dict(os.environ)
-    env["TALLY_HOME"] = str(home.root)
+# --- the `tally` command in a subprocess --------------------------------------------------------
+
+
+def tally_env(home: Path | Home, **extra: str) -> dict[str, str]:
+    """The environment of a `tally` subprocess on `home`: Dagster's state in that home (not in a
+    DAGSTER_HOME inherited from `./dev.sh`), wide tables, plus `extra` variables."""
+    root = home.root if isinstance(home, Home) else home
+    env = {**os.environ, "TALLY_HOME": str(root), "COLUMNS": "200"}
+    env.pop("DAGSTER_HOME", None)
+    env.pop("TALLY_DAGSTER_STORAGE", None)
+    env.update(extra)
     return env
+
+
+def tally_command(*args: str) -> list[str]:
+    """The argv of `tally ARGS` run by this interpreter (the code under test)."""
+    return [sys.executable, "-m", "pipelines.cli", *args]
+
+
+def tally(
+    *args: str,
+    home: Path | Home,
+    check: bool = True,
+    timeout: float = 600,
+    **extra_env: str,
+) -> subprocess.CompletedProcess[str]:
+    """Run `tally ARGS` on `home` and wait for it; with `check`, a non-zero exit fails the test
+    showing both outputs. Keyword arguments become environment variables (`TALLY_NOW="..."`)."""
+    root = home.root if isinstance(home, Home) else home
+    proc = subprocess.run(
+        tally_command(*args),
+        env=tally_env(root, **extra_env),
+        text=True,
+        capture_output=True,
+        cwd=root.parent,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"tally {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def start_tally(
+    *args: str, home: Path | Home, text: bool = False, **extra_env: str
+) -> subprocess.Popen:
+    """Start `tally ARGS` on `home` without waiting (a server, or processes that race); its
+    stdout and stderr are pipes."""
+    root = home.root if isinstance(home, Home) else home
+    return subprocess.Popen(
+        tally_command(*args),
+        env=tally_env(root, **extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=text,
+        cwd=root.parent,
+    )

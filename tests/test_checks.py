@@ -75,7 +75,7 @@ def test_a_charged_copy_that_is_not_the_first_is_caught_in_a_new_part(home: Home
     )
     # the in-days count also sees the key twice; the first-copy lookup names the new part's row
     offenders = checks.idempotency(home, [DAY])
-    assert ("charged copy is not the first received" in {p for _, p in offenders})
+    assert "charged copy is not the first received" in {p for _, p in offenders}
     bad.unlink()
     assert checks.idempotency(home, [DAY]) == []
 

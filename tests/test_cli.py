@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def tally(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TALLY_HOME": str(home), "COLUMNS": "200"}
-    env.pop("DAGSTER_HOME", None)
-    env.pop("TALLY_DAGSTER_STORAGE", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        cwd=home.parent,
-        timeout=600,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"tally {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
+from conftest import tally
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +119,8 @@ def test_signals_dated_in_the_future_are_priced(demo_home, tmp_path):
     """Clock skew or test data: a day after today still gets a partition and is priced."""
     from datetime import UTC, datetime, timedelta
 
+    home = tmp_path / "data"  # a copy: the demo home is shared by this module's tests
+    shutil.copytree(demo_home, home)
     when = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT12:00:00Z")
     f = tmp_path / "future.jsonl"
     signal = {
@@ -152,11 +131,11 @@ def test_signals_dated_in_the_future_are_priced(demo_home, tmp_path):
         "idempotencyKey": "future-1",
     }
     f.write_text(json.dumps(signal) + "\n")
-    tally("ingest", str(f), home=demo_home)
-    assert "done: billing run" in tally("run", home=demo_home).stdout
-    con = duckdb.connect(str(demo_home / "warehouse.duckdb"), read_only=True)
+    tally("ingest", str(f), home=home)
+    assert "done: billing run" in tally("run", home=home).stdout
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     status = con.execute(
         "SELECT status FROM fact_signal WHERE idempotency_key = 'future-1'"
     ).fetchall()
     assert status == [("priced",)]
-    assert "everything is up to date" in tally("run", home=demo_home).stdout
+    assert "everything is up to date" in tally("run", home=home).stdout

@@ -120,38 +120,56 @@ def test_sample_config_loads(tmp_path: Path) -> None:
     assert config.currencies == (Currency("credits", "Credits"),)
     (customer,) = config.customers
     assert (customer.external_id, customer.name, customer.metadata) == (
-        "cus_acme", "Acme Corp", {"segment": "enterprise"}
+        "cus_acme",
+        "Acme Corp",
+        {"segment": "enterprise"},
     )
     (product,) = config.products
     (rule,) = product.pricing
     assert rule.rule_id == "doc_processor:document_processed:1"
-    assert (rule.product_id, rule.event, rule.currency) == ("doc_processor", "document_processed",
-                                                            "credits")
+    assert (rule.product_id, rule.event, rule.currency) == (
+        "doc_processor",
+        "document_processed",
+        "credits",
+    )
     assert rule.credit_cost == Decimal("1.5") and isinstance(rule.credit_cost, Decimal)
     assert rule.quantity_path == "$.quantity"
     assert rule.valid_from == T0 and rule.valid_from.tzinfo is not None
     assert rule.valid_until is None
     (user,) = config.users
     assert (user.customer_id, user.external_id, user.metadata) == (
-        "cus_acme", "usr_jane_doe", {"team": "research"}
+        "cus_acme",
+        "usr_jane_doe",
+        {"team": "research"},
     )
     (seat,) = config.seats
     assert seat.assignments == (
         SeatAssignment("seat_001", "usr_jane_doe", datetime(2026, 11, 1, tzinfo=UTC), None),
     )
     assert config.grants == (
-        Grant("grant_001", "cus_acme", None, "credits", Decimal("10000"),
-              datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), 50,
-              "purchased"),
+        Grant(
+            "grant_001",
+            "cus_acme",
+            None,
+            "credits",
+            Decimal("10000"),
+            datetime(2026, 11, 1, tzinfo=UTC),
+            datetime(2026, 12, 1, tzinfo=UTC),
+            50,
+            "purchased",
+        ),
     )
     assert len(config.fingerprint()) == 64
 
 
 def test_defaults(tmp_path: Path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         grants:
           - {id: g1, customer: cus_acme, currency: credits, amount: 5, starts_at: 2026-01-01}
-        """)
+        """,
+    )
     (grant,) = config.grants
     assert (grant.seat_id, grant.expires_at, grant.priority, grant.origin) == (None, None, 50, None)
     assert config.customers[0].name == "Acme"
@@ -160,14 +178,17 @@ def test_defaults(tmp_path: Path) -> None:
 
 
 def test_files_read_in_sorted_order_and_concatenated(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "b.yaml": "customers:\n  - {external_id: cus_b}\n",
-        "a.yaml": "customers:\n  - {external_id: cus_a}\ncurrencies:\n  - {key: c}\n",
-        "c.yaml": "",
-        "d.yaml": "customers: null\n",
-        ".hidden.yaml": "not: [valid",
-        "notes.yml": "ignored: true",
-    })
+    write(
+        tmp_path,
+        {
+            "b.yaml": "customers:\n  - {external_id: cus_b}\n",
+            "a.yaml": "customers:\n  - {external_id: cus_a}\ncurrencies:\n  - {key: c}\n",
+            "c.yaml": "",
+            "d.yaml": "customers: null\n",
+            ".hidden.yaml": "not: [valid",
+            "notes.yml": "ignored: true",
+        },
+    )
     config = load_config(tmp_path)
     assert [c.external_id for c in config.customers] == ["cus_a", "cus_b"]
     with pytest.raises(ConfigError) as info:
@@ -207,17 +228,22 @@ def test_fingerprint_ignores_file_split_and_entry_order(tmp_path: Path) -> None:
 
 
 def test_rule_ids_count_per_event_in_time_order(tmp_path: Path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         products:
           - external_id: p
             pricing:
               - {event: b, currency: credits, credit_cost: 1, from: 2026-03-01T00:00:00Z}
               - {event: a, currency: credits, credit_cost: 1}
               - {event: b, currency: credits, credit_cost: 1, until: 2026-03-01T00:00:00Z}
-        """)
+        """,
+    )
     product = next(p for p in config.products if p.external_id == "p")
     assert [(r.rule_id, r.valid_from) for r in product.pricing] == [
-        ("p:a:1", None), ("p:b:1", None), ("p:b:2", datetime(2026, 3, 1, tzinfo=UTC)),
+        ("p:a:1", None),
+        ("p:b:1", None),
+        ("p:b:2", datetime(2026, 3, 1, tzinfo=UTC)),
     ]
 
 
@@ -243,11 +269,14 @@ def test_rule_ids_count_per_event_in_time_order(tmp_path: Path) -> None:
     ],
 )
 def test_decimals_are_exact(tmp_path: Path, written: str, value: str) -> None:
-    config = load(tmp_path, f"""\
+    config = load(
+        tmp_path,
+        f"""\
         products:
           - external_id: p
             pricing: [{{event: e, currency: credits, credit_cost: {written}}}]
-        """)
+        """,
+    )
     cost = next(p for p in config.products if p.external_id == "p").pricing[0].credit_cost
     assert cost == Decimal(value)
     assert cost.as_tuple().exponent == -6
@@ -259,10 +288,12 @@ def test_decimals_are_exact(tmp_path: Path, written: str, value: str) -> None:
 )
 def test_any_six_place_decimal_is_exact(cost: Decimal, quoted: bool) -> None:
     written = f"'{cost:f}'" if quoted else f"{cost:f}"
-    config = parse_config({
-        "c.yaml": "currencies: [{key: c}]\nproducts: [{external_id: p, pricing: "
-                  f"[{{event: e, currency: c, credit_cost: {written}}}]}}]\n",
-    })
+    config = parse_config(
+        {
+            "c.yaml": "currencies: [{key: c}]\nproducts: [{external_id: p, pricing: "
+            f"[{{event: e, currency: c, credit_cost: {written}}}]}}]\n",
+        }
+    )
     assert config.products[0].pricing[0].credit_cost == cost
 
 
@@ -287,11 +318,14 @@ def test_any_six_place_decimal_is_exact(cost: Decimal, quoted: bool) -> None:
     ],
 )
 def test_bad_credit_cost(tmp_path: Path, written: str, problem: str) -> None:
-    error = only_error(tmp_path, f"""\
+    error = only_error(
+        tmp_path,
+        f"""\
         products:
           - external_id: p
             pricing: [{{event: e, currency: credits, credit_cost: {written}}}]
-        """)
+        """,
+    )
     assert error.startswith("extra.yaml: products[0] (external_id=p): pricing[0] (event=e): ")
     assert "credit_cost: " in error and problem in error
 
@@ -307,11 +341,14 @@ def test_bad_credit_cost(tmp_path: Path, written: str, problem: str) -> None:
     ],
 )
 def test_bad_amount(tmp_path: Path, written: str, problem: str) -> None:
-    error = only_error(tmp_path, f"""\
+    error = only_error(
+        tmp_path,
+        f"""\
         grants:
           - {{id: g9, customer: cus_acme, currency: credits, amount: {written},
               starts_at: 2026-01-01T00:00:00Z}}
-        """)
+        """,
+    )
     assert error.startswith("extra.yaml: grants[0] (id=g9): amount: ")
     assert problem in error
 
@@ -332,10 +369,13 @@ def test_bad_amount(tmp_path: Path, written: str, problem: str) -> None:
     ],
 )
 def test_times_are_utc(tmp_path: Path, written: str, expected: datetime) -> None:
-    config = load(tmp_path, f"""\
+    config = load(
+        tmp_path,
+        f"""\
         grants:
           - {{id: g1, customer: cus_acme, currency: credits, amount: 1, starts_at: {written}}}
-        """)
+        """,
+    )
     starts = config.grants[0].starts_at
     assert starts == expected
     assert starts.utcoffset().total_seconds() == 0 and starts.tzinfo == UTC
@@ -357,10 +397,13 @@ def test_times_are_utc(tmp_path: Path, written: str, expected: datetime) -> None
     ],
 )
 def test_bad_times(tmp_path: Path, written: str, problem: str) -> None:
-    error = only_error(tmp_path, f"""\
+    error = only_error(
+        tmp_path,
+        f"""\
         grants:
           - {{id: g1, customer: cus_acme, currency: credits, amount: 1, starts_at: {written}}}
-        """)
+        """,
+    )
     assert error.startswith("extra.yaml: grants[0] (id=g1): starts_at: ")
     assert problem in error
 
@@ -392,7 +435,9 @@ def test_bad_ids(tmp_path: Path, written: str, problem: str) -> None:
 
 
 def test_metadata_is_exact_json(tmp_path: Path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         customers:
           - external_id: cus_meta
             metadata:
@@ -404,10 +449,19 @@ def test_metadata_is_exact_json(tmp_path: Path) -> None:
               flags: [true, null, "x", 1.5]
               nested: {Team: A, team: b, "a.b": 3, 7: seven}
               inf: .inf
-        """)
+        """,
+    )
     customer = next(c for c in config.customers if c.external_id == "cus_meta")
-    assert list(customer.metadata) == ["zeta", "alpha", "big", "tiny", "when", "flags", "nested",
-                                       "inf"]
+    assert list(customer.metadata) == [
+        "zeta",
+        "alpha",
+        "big",
+        "tiny",
+        "when",
+        "flags",
+        "nested",
+        "inf",
+    ]
     assert customer.metadata["alpha"] == Decimal("0.10")
     assert customer.metadata["nested"] == {"Team": "A", "team": "b", "a.b": 3, "7": "seven"}
     row = config.tables()["dim_customer"].to_pylist()
@@ -438,7 +492,9 @@ def test_bad_metadata(tmp_path: Path, written: str, problem: str) -> None:
 
 
 def test_tables(tmp_path: Path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         products:
           - external_id: p
             metadata: {tier: gold}
@@ -454,33 +510,58 @@ def test_tables(tmp_path: Path) -> None:
           - {id: g_seat, customer: cus_acme, seat: seat_a2, currency: credits, amount: 10,
              starts_at: 2026-01-01T00:00:00Z, expires_at: 2026-02-01T00:00:00Z, priority: 10,
              origin: seat_allowance}
-        """)
+        """,
+    )
     tables = config.tables()
-    assert sorted(tables) == sorted([
-        "dim_currency", "dim_customer", "dim_product", "dim_pricing_rule", "dim_user", "dim_seat",
-        "dim_seat_assignment", "dim_credit_grant",
-    ])
+    assert sorted(tables) == sorted(
+        [
+            "dim_currency",
+            "dim_customer",
+            "dim_product",
+            "dim_pricing_rule",
+            "dim_user",
+            "dim_seat",
+            "dim_seat_assignment",
+            "dim_credit_grant",
+        ]
+    )
     ts, credits = pa.timestamp("us", tz="UTC"), pa.decimal128(38, 6)
     rules = tables["dim_pricing_rule"]
     assert rules.schema.field("credit_cost").type == credits
     assert rules.schema.field("valid_from").type == ts
-    assert rules.column_names == ["rule_id", "product_id", "event_name", "currency", "credit_cost",
-                                  "quantity_path", "quantity_pointer", "valid_from", "valid_until"]
+    assert rules.column_names == [
+        "rule_id",
+        "product_id",
+        "event_name",
+        "currency",
+        "credit_cost",
+        "quantity_path",
+        "quantity_pointer",
+        "valid_from",
+        "valid_until",
+    ]
     row = next(r for r in rules.to_pylist() if r["product_id"] == "p")
     assert row["quantity_pointer"] == "/a.b~1c~0d"
     assert row["credit_cost"] == Decimal("0.25")
     grants = tables["dim_credit_grant"].to_pylist()
-    recipients = [(g["grant_id"], g["recipient_type"], g["recipient_id"], g["priority"])
-                  for g in grants]
-    assert recipients == [("g_org", "organization", "cus_acme", 50),
-                          ("g_seat", "seat", "seat_a2", 10)]
+    recipients = [
+        (g["grant_id"], g["recipient_type"], g["recipient_id"], g["priority"]) for g in grants
+    ]
+    assert recipients == [
+        ("g_org", "organization", "cus_acme", 50),
+        ("g_seat", "seat", "seat_a2", 10),
+    ]
     assert tables["dim_credit_grant"].schema.field("amount").type == credits
     assert tables["dim_credit_grant"].schema.field("expires_at").type == ts
-    assert tables["dim_seat_assignment"].to_pylist() == [{
-        "seat_id": "seat_a2", "customer_id": "cus_acme", "user_id": "usr_a",
-        "valid_from": datetime(2026, 1, 1, tzinfo=UTC),
-        "valid_until": datetime(2026, 2, 1, tzinfo=UTC),
-    }]
+    assert tables["dim_seat_assignment"].to_pylist() == [
+        {
+            "seat_id": "seat_a2",
+            "customer_id": "cus_acme",
+            "user_id": "usr_a",
+            "valid_from": datetime(2026, 1, 1, tzinfo=UTC),
+            "valid_until": datetime(2026, 2, 1, tzinfo=UTC),
+        }
+    ]
     assert tables["dim_user"].column_names == ["customer_id", "user_id", "name", "metadata"]
     assert tables["dim_seat"].num_rows == 3
     assert json.loads(tables["dim_product"].to_pylist()[1]["metadata"]) == {"tier": "gold"}
@@ -532,7 +613,9 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_yaml_duplicate_key_names_file_and_line(tmp_path: Path) -> None:
-    error = only_error(tmp_path, """\
+    error = only_error(
+        tmp_path,
+        """\
         grants:
           - id: g1
             customer: cus_acme
@@ -540,16 +623,20 @@ def test_yaml_duplicate_key_names_file_and_line(tmp_path: Path) -> None:
             amount: 5
             amount: 50
             starts_at: 2026-01-01
-        """)
+        """,
+    )
     assert error == "extra.yaml: line 6: YAML syntax error: duplicate key 'amount'"
 
 
 def test_yaml_merge_keys_are_allowed(tmp_path: Path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         grants:
           - &g {id: g1, customer: cus_acme, currency: credits, amount: 5, starts_at: 2026-01-01}
           - {<<: *g, id: g2}
-        """)
+        """,
+    )
     assert [g.id for g in config.grants] == ["g1", "g2"]
 
 
@@ -577,11 +664,14 @@ def test_non_utf8_file(tmp_path: Path) -> None:
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
-    error = only_error(tmp_path, """\
+    error = only_error(
+        tmp_path,
+        """\
         grants:
           - {id: grant_007, customer: cus_acme, currency: credits, ammount: 5,
              amount: 5, starts_at: 2026-01-01}
-        """)
+        """,
+    )
     assert error.startswith(
         "extra.yaml: grants[0] (id=grant_007): unknown key 'ammount' (did you mean 'amount'?)"
     )
@@ -591,24 +681,40 @@ def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
     ("text", "error"),
     [
         ("currencies: [{name: X}]", "extra.yaml: currencies[0]: missing required field 'key'"),
-        ("customers: [{name: X}]",
-         "extra.yaml: customers[0]: missing required field 'external_id'"),
-        ("users: [{external_id: u9}]",
-         "extra.yaml: users[0] (external_id=u9): missing required field 'customer'"),
+        (
+            "customers: [{name: X}]",
+            "extra.yaml: customers[0]: missing required field 'external_id'",
+        ),
+        (
+            "users: [{external_id: u9}]",
+            "extra.yaml: users[0] (external_id=u9): missing required field 'customer'",
+        ),
         ("seats: [{id: s9}]", "extra.yaml: seats[0] (id=s9): missing required field 'customer'"),
-        ("seats: [{id: s9, customer: cus_acme, assignments: [{from: 2026-01-01}]}]",
-         "extra.yaml: seats[0] (id=s9): assignments[0]: missing required field 'user'"),
-        ("products: [{external_id: p, pricing: [{event: e, currency: credits}]}]",
-         "extra.yaml: products[0] (external_id=p): pricing[0] (event=e): "
-         "missing required field 'credit_cost'"),
-        ("products: [{external_id: p, pricing: [{currency: credits, credit_cost: 1}]}]",
-         "extra.yaml: products[0] (external_id=p): pricing[0]: missing required field 'event'"),
-        ("grants: [{id: g9, customer: cus_acme, currency: credits, starts_at: 2026-01-01}]",
-         "extra.yaml: grants[0] (id=g9): missing required field 'amount'"),
-        ("grants: [{id: g9, customer: cus_acme, currency: credits, amount: 1}]",
-         "extra.yaml: grants[0] (id=g9): missing required field 'starts_at'"),
-        ("grants: [{id: g9, customer: cus_acme, amount: 1, amount_: 1, starts_at: 2026-01-01}]",
-         "extra.yaml: grants[0] (id=g9): unknown key 'amount_' (did you mean 'amount'?)"),
+        (
+            "seats: [{id: s9, customer: cus_acme, assignments: [{from: 2026-01-01}]}]",
+            "extra.yaml: seats[0] (id=s9): assignments[0]: missing required field 'user'",
+        ),
+        (
+            "products: [{external_id: p, pricing: [{event: e, currency: credits}]}]",
+            "extra.yaml: products[0] (external_id=p): pricing[0] (event=e): "
+            "missing required field 'credit_cost'",
+        ),
+        (
+            "products: [{external_id: p, pricing: [{currency: credits, credit_cost: 1}]}]",
+            "extra.yaml: products[0] (external_id=p): pricing[0]: missing required field 'event'",
+        ),
+        (
+            "grants: [{id: g9, customer: cus_acme, currency: credits, starts_at: 2026-01-01}]",
+            "extra.yaml: grants[0] (id=g9): missing required field 'amount'",
+        ),
+        (
+            "grants: [{id: g9, customer: cus_acme, currency: credits, amount: 1}]",
+            "extra.yaml: grants[0] (id=g9): missing required field 'starts_at'",
+        ),
+        (
+            "grants: [{id: g9, customer: cus_acme, amount: 1, amount_: 1, starts_at: 2026-01-01}]",
+            "extra.yaml: grants[0] (id=g9): unknown key 'amount_' (did you mean 'amount'?)",
+        ),
     ],
 )
 def test_missing_required_fields(tmp_path: Path, text: str, error: str) -> None:
@@ -616,13 +722,16 @@ def test_missing_required_fields(tmp_path: Path, text: str, error: str) -> None:
 
 
 def test_unknown_key_in_nested_entries(tmp_path: Path) -> None:
-    errors = errors_of(tmp_path, """\
+    errors = errors_of(
+        tmp_path,
+        """\
         products:
           - external_id: p
             pricing: [{event: e, currency: credits, credit_cost: 1, quantity: $.q}]
         seats:
           - {id: s9, customer: cus_acme, assignments: [{user: usr_a, since: 2026-01-01}]}
-        """)
+        """,
+    )
     assert errors == [
         "extra.yaml: products[0] (external_id=p): pricing[0] (event=e): unknown key 'quantity' "
         "(did you mean 'quantity_path'?); allowed: event, currency, credit_cost, quantity_path, "
@@ -644,11 +753,14 @@ def test_unknown_key_in_nested_entries(tmp_path: Path) -> None:
     ],
 )
 def test_bad_quantity_path(tmp_path: Path, path: str, problem: str) -> None:
-    error = only_error(tmp_path, f"""\
+    error = only_error(
+        tmp_path,
+        f"""\
         products:
           - external_id: p
             pricing: [{{event: e, currency: credits, credit_cost: 1, quantity_path: {path}}}]
-        """)
+        """,
+    )
     assert error.startswith(
         "extra.yaml: products[0] (external_id=p): pricing[0] (event=e): quantity_path: "
     )
@@ -657,22 +769,28 @@ def test_bad_quantity_path(tmp_path: Path, path: str, problem: str) -> None:
 
 @pytest.mark.parametrize("priority", ["high", "1.5", "true", "99999999999"])
 def test_bad_priority(tmp_path: Path, priority: str) -> None:
-    error = only_error(tmp_path, f"""\
+    error = only_error(
+        tmp_path,
+        f"""\
         grants:
           - {{id: g1, customer: cus_acme, currency: credits, amount: 1, starts_at: 2026-01-01,
               priority: {priority}}}
-        """)
+        """,
+    )
     assert error.startswith("extra.yaml: grants[0] (id=g1): priority: ")
 
 
 def test_priority_may_be_negative_or_a_string(tmp_path: Path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         grants:
           - {id: g1, customer: cus_acme, currency: credits, amount: 1, starts_at: 2026-01-01,
              priority: -5}
           - {id: g2, customer: cus_acme, currency: credits, amount: 1, starts_at: 2026-01-01,
              priority: '7'}
-        """)
+        """,
+    )
     assert [g.priority for g in config.grants] == [-5, 7]
 
 
@@ -680,7 +798,9 @@ def test_priority_may_be_negative_or_a_string(tmp_path: Path) -> None:
 
 
 def test_expires_at_not_after_starts_at(tmp_path: Path) -> None:
-    error = only_error(tmp_path, """\
+    error = only_error(
+        tmp_path,
+        """\
         grants:
           - {id: g0, customer: cus_acme, currency: credits, amount: 1, starts_at: 2026-01-01}
           - {id: g1, customer: cus_acme, currency: credits, amount: 1, starts_at: 2026-01-01}
@@ -691,7 +811,8 @@ def test_expires_at_not_after_starts_at(tmp_path: Path) -> None:
             amount: 1
             starts_at: 2026-02-01T00:00:00Z
             expires_at: 2026-01-01T00:00:00Z
-        """)
+        """,
+    )
     assert error == (
         "extra.yaml: grants[3] (id=grant_007): expires_at 2026-01-01T00:00:00Z is not after "
         "starts_at 2026-02-01T00:00:00Z"
@@ -699,11 +820,14 @@ def test_expires_at_not_after_starts_at(tmp_path: Path) -> None:
 
 
 def test_expires_at_equal_to_starts_at(tmp_path: Path) -> None:
-    error = only_error(tmp_path, """\
+    error = only_error(
+        tmp_path,
+        """\
         grants:
           - {id: g1, customer: cus_acme, currency: credits, amount: 1,
              starts_at: 2026-01-01T00:00:00Z, expires_at: '2026-01-01T01:00:00+01:00'}
-        """)
+        """,
+    )
     assert error == (
         "extra.yaml: grants[0] (id=g1): expires_at 2026-01-01T00:00:00Z is not after "
         "starts_at 2026-01-01T00:00:00Z"
@@ -711,7 +835,9 @@ def test_expires_at_equal_to_starts_at(tmp_path: Path) -> None:
 
 
 def test_until_not_after_from(tmp_path: Path) -> None:
-    errors = errors_of(tmp_path, """\
+    errors = errors_of(
+        tmp_path,
+        """\
         products:
           - external_id: p
             pricing:
@@ -720,7 +846,8 @@ def test_until_not_after_from(tmp_path: Path) -> None:
           - id: s9
             customer: cus_acme
             assignments: [{user: usr_a, from: 2026-03-01T00:00:00Z, until: 2026-03-01T00:00:00Z}]
-        """)
+        """,
+    )
     assert errors == [
         "extra.yaml: products[0] (external_id=p): pricing[0] (event=e): until "
         "2026-01-01T00:00:00Z is not after from 2026-02-01T00:00:00Z",
@@ -735,27 +862,39 @@ def test_until_not_after_from(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ("currencies: [{key: credits}]",
-         "extra.yaml: currencies[0] (key=credits): duplicate currency 'credits', "
-         "first at base.yaml: currencies[0] (key=credits)"),
-        ("customers: [{external_id: cus_beta}]",
-         "extra.yaml: customers[0] (external_id=cus_beta): duplicate customer 'cus_beta', "
-         "first at base.yaml: customers[1] (external_id=cus_beta)"),
-        ("products: [{external_id: doc}]",
-         "extra.yaml: products[0] (external_id=doc): duplicate product 'doc', "
-         "first at base.yaml: products[0] (external_id=doc)"),
-        ("users: [{customer: cus_acme, external_id: usr_a}]",
-         "extra.yaml: users[0] (customer=cus_acme, external_id=usr_a): duplicate user 'usr_a' of "
-         "customer 'cus_acme', first at base.yaml: users[0] "
-         "(customer=cus_acme, external_id=usr_a)"),
-        ("seats: [{id: seat_b, customer: cus_beta}]",
-         "extra.yaml: seats[0] (id=seat_b): duplicate seat 'seat_b', "
-         "first at base.yaml: seats[1] (id=seat_b)"),
-        ("grants: [{id: g, customer: cus_acme, currency: credits, amount: 1,"
-         " starts_at: 2026-01-01},"
-         " {id: g, customer: cus_beta, currency: credits, amount: 2, starts_at: 2026-01-01}]",
-         "extra.yaml: grants[1] (id=g): duplicate grant 'g', "
-         "first at extra.yaml: grants[0] (id=g)"),
+        (
+            "currencies: [{key: credits}]",
+            "extra.yaml: currencies[0] (key=credits): duplicate currency 'credits', "
+            "first at base.yaml: currencies[0] (key=credits)",
+        ),
+        (
+            "customers: [{external_id: cus_beta}]",
+            "extra.yaml: customers[0] (external_id=cus_beta): duplicate customer 'cus_beta', "
+            "first at base.yaml: customers[1] (external_id=cus_beta)",
+        ),
+        (
+            "products: [{external_id: doc}]",
+            "extra.yaml: products[0] (external_id=doc): duplicate product 'doc', "
+            "first at base.yaml: products[0] (external_id=doc)",
+        ),
+        (
+            "users: [{customer: cus_acme, external_id: usr_a}]",
+            "extra.yaml: users[0] (customer=cus_acme, external_id=usr_a): duplicate user 'usr_a' "
+            "of customer 'cus_acme', first at base.yaml: users[0] "
+            "(customer=cus_acme, external_id=usr_a)",
+        ),
+        (
+            "seats: [{id: seat_b, customer: cus_beta}]",
+            "extra.yaml: seats[0] (id=seat_b): duplicate seat 'seat_b', "
+            "first at base.yaml: seats[1] (id=seat_b)",
+        ),
+        (
+            "grants: [{id: g, customer: cus_acme, currency: credits, amount: 1,"
+            " starts_at: 2026-01-01},"
+            " {id: g, customer: cus_beta, currency: credits, amount: 2, starts_at: 2026-01-01}]",
+            "extra.yaml: grants[1] (id=g): duplicate grant 'g', "
+            "first at extra.yaml: grants[0] (id=g)",
+        ),
     ],
 )
 def test_duplicate_ids(tmp_path: Path, text: str, error: str) -> None:
@@ -765,7 +904,9 @@ def test_duplicate_ids(tmp_path: Path, text: str, error: str) -> None:
 def test_same_user_id_in_two_customers_is_fine(tmp_path: Path) -> None:
     config = load(tmp_path, "users: [{customer: cus_beta, external_id: usr_a}]\n")
     assert [(u.customer_id, u.external_id) for u in config.users] == [
-        ("cus_acme", "usr_a"), ("cus_beta", "usr_a"), ("cus_beta", "usr_b"),
+        ("cus_acme", "usr_a"),
+        ("cus_beta", "usr_a"),
+        ("cus_beta", "usr_b"),
     ]
 
 
@@ -780,24 +921,39 @@ def test_ids_are_case_sensitive(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ("users: [{customer: cus_nope, external_id: u9}]",
-         "extra.yaml: users[0] (customer=cus_nope, external_id=u9): unknown customer 'cus_nope'"),
-        ("seats: [{id: s9, customer: cus_nope}]",
-         "extra.yaml: seats[0] (id=s9): unknown customer 'cus_nope'"),
-        ("grants: [{id: g9, customer: cus_nope, currency: credits, amount: 1,"
-         " starts_at: 2026-01-01}]",
-         "extra.yaml: grants[0] (id=g9): unknown customer 'cus_nope'"),
-        ("grants: [{id: g9, customer: cus_acme, currency: Credits, amount: 1,"
-         " starts_at: 2026-01-01}]",
-         "extra.yaml: grants[0] (id=g9): unknown currency 'Credits'"),
-        ("grants: [{id: g9, customer: cus_acme, seat: seat_nope, currency: credits, amount: 1,"
-         " starts_at: 2026-01-01}]",
-         "extra.yaml: grants[0] (id=g9): unknown seat 'seat_nope'"),
-        ("products: [{external_id: p, pricing: [{event: e, currency: gold, credit_cost: 1}]}]",
-         "extra.yaml: products[0] (external_id=p): pricing[0] (event=e): unknown currency 'gold'"),
-        ("seats: [{id: s9, customer: cus_acme, assignments: [{user: usr_nope}]}]",
-         "extra.yaml: seats[0] (id=s9): assignments[0] (user=usr_nope): unknown user 'usr_nope' "
-         "of customer 'cus_acme'"),
+        (
+            "users: [{customer: cus_nope, external_id: u9}]",
+            "extra.yaml: users[0] (customer=cus_nope, external_id=u9): unknown customer 'cus_nope'",
+        ),
+        (
+            "seats: [{id: s9, customer: cus_nope}]",
+            "extra.yaml: seats[0] (id=s9): unknown customer 'cus_nope'",
+        ),
+        (
+            "grants: [{id: g9, customer: cus_nope, currency: credits, amount: 1,"
+            " starts_at: 2026-01-01}]",
+            "extra.yaml: grants[0] (id=g9): unknown customer 'cus_nope'",
+        ),
+        (
+            "grants: [{id: g9, customer: cus_acme, currency: Credits, amount: 1,"
+            " starts_at: 2026-01-01}]",
+            "extra.yaml: grants[0] (id=g9): unknown currency 'Credits'",
+        ),
+        (
+            "grants: [{id: g9, customer: cus_acme, seat: seat_nope, currency: credits, amount: 1,"
+            " starts_at: 2026-01-01}]",
+            "extra.yaml: grants[0] (id=g9): unknown seat 'seat_nope'",
+        ),
+        (
+            "products: [{external_id: p, pricing: [{event: e, currency: gold, credit_cost: 1}]}]",
+            "extra.yaml: products[0] (external_id=p): pricing[0] (event=e): "
+            "unknown currency 'gold'",
+        ),
+        (
+            "seats: [{id: s9, customer: cus_acme, assignments: [{user: usr_nope}]}]",
+            "extra.yaml: seats[0] (id=s9): assignments[0] (user=usr_nope): unknown user 'usr_nope' "
+            "of customer 'cus_acme'",
+        ),
     ],
 )
 def test_unknown_references(tmp_path: Path, text: str, error: str) -> None:
@@ -805,10 +961,13 @@ def test_unknown_references(tmp_path: Path, text: str, error: str) -> None:
 
 
 def test_user_assigned_to_a_seat_of_another_customer(tmp_path: Path) -> None:
-    error = only_error(tmp_path, """\
+    error = only_error(
+        tmp_path,
+        """\
         seats:
           - {id: s9, customer: cus_acme, assignments: [{user: usr_b, from: 2026-01-01}]}
-        """)
+        """,
+    )
     assert error == (
         "extra.yaml: seats[0] (id=s9): assignments[0] (user=usr_b): user 'usr_b' belongs to "
         "customer 'cus_beta', not to the seat's customer 'cus_acme'"
@@ -816,11 +975,14 @@ def test_user_assigned_to_a_seat_of_another_customer(tmp_path: Path) -> None:
 
 
 def test_seat_grant_on_a_seat_of_another_customer(tmp_path: Path) -> None:
-    error = only_error(tmp_path, """\
+    error = only_error(
+        tmp_path,
+        """\
         grants:
           - {id: g9, customer: cus_acme, seat: seat_b, currency: credits, amount: 1,
              starts_at: 2026-01-01}
-        """)
+        """,
+    )
     assert error == (
         "extra.yaml: grants[0] (id=g9): seat 'seat_b' belongs to customer 'cus_beta', "
         "not to the grant's customer 'cus_acme'"
@@ -828,13 +990,16 @@ def test_seat_grant_on_a_seat_of_another_customer(tmp_path: Path) -> None:
 
 
 def test_references_resolve_across_files_in_any_order(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "a_grants.yaml": "grants: [{id: g, customer: c, seat: s, currency: x, amount: 1,"
-                         " starts_at: 2026-01-01}]\n",
-        "b_seats.yaml": "seats: [{id: s, customer: c, assignments: [{user: u}]}]\n",
-        "c_people.yaml": "users: [{customer: c, external_id: u}]\n",
-        "d_base.yaml": "currencies: [{key: x}]\ncustomers: [{external_id: c}]\n",
-    })
+    write(
+        tmp_path,
+        {
+            "a_grants.yaml": "grants: [{id: g, customer: c, seat: s, currency: x, amount: 1,"
+            " starts_at: 2026-01-01}]\n",
+            "b_seats.yaml": "seats: [{id: s, customer: c, assignments: [{user: u}]}]\n",
+            "c_people.yaml": "users: [{customer: c, external_id: u}]\n",
+            "d_base.yaml": "currencies: [{key: x}]\ncustomers: [{external_id: c}]\n",
+        },
+    )
     config = load_config(tmp_path)
     assert config.grants[0].seat_id == "s"
 
@@ -872,13 +1037,16 @@ def test_overlapping_pricing_rules(tmp_path: Path, rules: list) -> None:
 
 
 def test_overlap_message(tmp_path: Path) -> None:
-    error = only_error(tmp_path, """\
+    error = only_error(
+        tmp_path,
+        """\
         products:
           - external_id: p
             pricing:
               - {event: e, currency: credits, credit_cost: 1, from: 2026-01-15T00:00:00Z}
               - {event: e, currency: credits, credit_cost: 2, until: 2026-02-01T00:00:00Z}
-        """)
+        """,
+    )
     assert error == (
         "extra.yaml: products[0] (external_id=p): pricing[0] (event=e): pricing rule for event "
         "'e' [2026-01-15T00:00:00Z, unbounded) overlaps [unbounded, 2026-02-01T00:00:00Z) "
@@ -887,7 +1055,9 @@ def test_overlap_message(tmp_path: Path) -> None:
 
 
 def test_adjacent_and_other_event_rules_do_not_overlap(tmp_path: Path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         products:
           - external_id: p
             pricing:
@@ -899,13 +1069,16 @@ def test_adjacent_and_other_event_rules_do_not_overlap(tmp_path: Path) -> None:
               - {event: E, currency: credits, credit_cost: 5}
           - external_id: q
             pricing: [{event: e, currency: credits, credit_cost: 1}]
-        """)
+        """,
+    )
     p = next(p for p in config.products if p.external_id == "p")
     assert [r.rule_id for r in p.pricing] == ["p:E:1", "p:e:1", "p:e:2", "p:e:3", "p:f:1"]
 
 
 def test_overlapping_assignments_of_one_seat(tmp_path: Path) -> None:
-    error = only_error(tmp_path, """\
+    error = only_error(
+        tmp_path,
+        """\
         users: [{customer: cus_acme, external_id: usr_c}]
         seats:
           - id: s9
@@ -913,7 +1086,8 @@ def test_overlapping_assignments_of_one_seat(tmp_path: Path) -> None:
             assignments:
               - {user: usr_a, from: 2026-01-01T00:00:00Z, until: 2026-02-01T00:00:00Z}
               - {user: usr_c, from: 2026-01-31T00:00:00Z}
-        """)
+        """,
+    )
     assert error == (
         "extra.yaml: seats[0] (id=s9): assignments[1] (user=usr_c): assignment of seat 's9' "
         "[2026-01-31T00:00:00Z, unbounded) overlaps [2026-01-01T00:00:00Z, 2026-02-01T00:00:00Z) "
@@ -922,11 +1096,14 @@ def test_overlapping_assignments_of_one_seat(tmp_path: Path) -> None:
 
 
 def test_overlapping_assignments_of_one_user_across_seats(tmp_path: Path) -> None:
-    error = only_error(tmp_path, """\
+    error = only_error(
+        tmp_path,
+        """\
         seats:
           - {id: s8, customer: cus_acme, assignments: [{user: usr_a}]}
           - {id: s9, customer: cus_acme, assignments: [{user: usr_a, from: 2030-01-01}]}
-        """)
+        """,
+    )
     assert error == (
         "extra.yaml: seats[1] (id=s9): assignments[0] (user=usr_a): assignment of user 'usr_a' "
         "[2030-01-01T00:00:00Z, unbounded) overlaps [unbounded, unbounded) "
@@ -935,7 +1112,9 @@ def test_overlapping_assignments_of_one_user_across_seats(tmp_path: Path) -> Non
 
 
 def test_sequential_assignments_are_fine(tmp_path: Path) -> None:
-    config = load(tmp_path, """\
+    config = load(
+        tmp_path,
+        """\
         users: [{customer: cus_acme, external_id: usr_c}]
         seats:
           - id: s9
@@ -945,7 +1124,8 @@ def test_sequential_assignments_are_fine(tmp_path: Path) -> None:
               - {user: usr_a, until: 2026-01-15T00:00:00Z}
               - {user: usr_c, from: 2026-01-15T00:00:00Z, until: 2026-02-01T00:00:00Z}
           - {id: s8, customer: cus_acme, assignments: [{user: usr_a, from: 2026-01-15}]}
-        """)
+        """,
+    )
     seat = next(s for s in config.seats if s.id == "s9")
     assert [(a.user_id, a.valid_from) for a in seat.assignments] == [
         ("usr_a", None),
@@ -958,12 +1138,15 @@ def test_sequential_assignments_are_fine(tmp_path: Path) -> None:
 
 
 def test_all_errors_are_reported_together(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "a.yaml": "customers: [{external_id: c, nmae: C}]\ncurrencies: [{key: x}]\n",
-        "b.yaml": "grants: [{id: g, customer: c9, currency: y, amount: -1,"
-                  " starts_at: 2026-01-01}]\n",
-        "c.yaml": "customers: [{external_id: c}]\n",
-    })
+    write(
+        tmp_path,
+        {
+            "a.yaml": "customers: [{external_id: c, nmae: C}]\ncurrencies: [{key: x}]\n",
+            "b.yaml": "grants: [{id: g, customer: c9, currency: y, amount: -1,"
+            " starts_at: 2026-01-01}]\n",
+            "c.yaml": "customers: [{external_id: c}]\n",
+        },
+    )
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path)
     errors = info.value.errors
@@ -1024,5 +1207,6 @@ def test_seat_assignments_section_merges_with_the_seat() -> None:
 def test_seat_assignments_section_is_validated(entry: str, problem: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"company.yaml": SEATS, "api.yaml": f"seat_assignments:\n  - {entry}\n"})
-    assert any(problem in e and e.startswith("api.yaml: seat_assignments[0]") for e in
-               info.value.errors), info.value.errors
+    assert any(
+        problem in e and e.startswith("api.yaml: seat_assignments[0]") for e in info.value.errors
+    ), info.value.errors

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import event as hyp_event
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.lib import lake as lake_module
@@ -927,13 +927,20 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     return Scenario(final, tuple(signals), batches, early, notes)
 
 
-@settings(
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@settings(max_examples=200)  # deadline and health checks: the shared profile in conftest.py
 @given(scenarios())
 def test_engine_matches_reference_model(scenario: Scenario) -> None:
+    check_against_reference_model(scenario)
+
+
+@pytest.mark.slow
+@given(scenarios())
+def test_engine_matches_reference_model_at_length(scenario: Scenario) -> None:
+    """The same property with the slow profile's example count (`./dev.sh test -m slow`)."""
+    check_against_reference_model(scenario)
+
+
+def check_against_reference_model(scenario: Scenario) -> None:
     priced = reference_pricing(scenario.final, scenario.signals)
     for status in sorted({p.status for p in priced.values()}):
         hyp_event(f"status {status}")

@@ -216,9 +216,42 @@ def test_canonical(text: str, display: str) -> None:
 # --- DuckDB: the pointer, bound as a parameter, addresses exactly the key ---
 
 TRICKY_KEYS = [
-    "a.b", "a b", "a/b", "a~b", "~0", "~1", "a~1b", 'a"b', "a'b", "ünï😀", "用户", "", " ",
-    "a'); DROP TABLE x; --", "Team", "team", "TEAM", "$", "$.a", "[0]", "0", "*", "\\", "a\\b",
-    "\n", "\x00x", 'a"]', "/", "~", "//", "-", "-1", "null", "a->>b", "?", "$p",
+    "a.b",
+    "a b",
+    "a/b",
+    "a~b",
+    "~0",
+    "~1",
+    "a~1b",
+    'a"b',
+    "a'b",
+    "ünï😀",
+    "用户",
+    "",
+    " ",
+    "a'); DROP TABLE x; --",
+    "Team",
+    "team",
+    "TEAM",
+    "$",
+    "$.a",
+    "[0]",
+    "0",
+    "*",
+    "\\",
+    "a\\b",
+    "\n",
+    "\x00x",
+    'a"]',
+    "/",
+    "~",
+    "//",
+    "-",
+    "-1",
+    "null",
+    "a->>b",
+    "?",
+    "$p",
 ]
 
 
@@ -256,8 +289,13 @@ def test_duckdb_pointer_nested_key_and_index(con: duckdb.DuckDBPyConnection, key
 
 def test_duckdb_case_different_keys_are_distinct(con: duckdb.DuckDBPyConnection) -> None:
     doc = {"Team": "A", "team": "b", "TEAM": "C", "externalUserId": "u1", "external_user_id": "u2"}
-    for key, value in [("Team", "A"), ("team", "b"), ("TEAM", "C"), ("externalUserId", "u1"),
-                       ("external_user_id", "u2")]:
+    for key, value in [
+        ("Team", "A"),
+        ("team", "b"),
+        ("TEAM", "C"),
+        ("externalUserId", "u1"),
+        ("external_user_id", "u2"),
+    ]:
         assert _extract(con, doc, to_json_pointer(parse_path(key)))[0] == value
     assert _extract(con, doc, to_json_pointer(parse_path("tEaM")))[0] is None
 
@@ -284,8 +322,10 @@ def test_duckdb_pointer_as_column(con: duckdb.DuckDBPyConnection) -> None:
     rows = con.execute(
         "select json_extract_string(d::JSON, p) from (values ($d1, $p1), ($d2, $p2)) t(d, p)",
         {
-            "d1": json.dumps({"a.b": 1}), "p1": to_json_pointer(parse_path('"a.b"')),
-            "d2": json.dumps({"x": {"y/z": 2}}), "p2": to_json_pointer(("x", "y/z")),
+            "d1": json.dumps({"a.b": 1}),
+            "p1": to_json_pointer(parse_path('"a.b"')),
+            "d2": json.dumps({"x": {"y/z": 2}}),
+            "p2": to_json_pointer(("x", "y/z")),
         },
     ).fetchall()
     assert rows == [("1",), ("2",)]
@@ -317,7 +357,7 @@ def _nest(segments: list, leaf: object) -> object:
     return value
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(key=keys)
 def test_pointer_round_trips_any_key_through_duckdb(
     con: duckdb.DuckDBPyConnection, key: str
@@ -327,7 +367,7 @@ def test_pointer_round_trips_any_key_through_duckdb(
     assert _extract(con, doc, to_json_pointer(parse_path(format_path([key]))))[0] == "found"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(segments=segment_lists.filter(lambda s: isinstance(s[0], str)))
 def test_pointer_round_trips_nested_paths_through_duckdb(
     con: duckdb.DuckDBPyConnection, segments: list

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import duckdb
 import pytest
+from conftest import tally
 from statement_helpers import close_lake, make_home, november, render_in_chromium
 
 from pipelines.lib import report
@@ -139,16 +137,8 @@ def test_report_renders_in_chromium(built, tmp_path):
 
 
 def test_tally_report_command(home, tmp_path):
-    env = {**os.environ, "TALLY_HOME": str(home.root)}
     out = tmp_path / "overview.html"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "report", "--out", str(out), "--days", "7"],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = tally("report", "--out", str(out), "--days", "7", home=home, timeout=300)
     assert f"to {out}" in proc.stdout and "as of 2026-11-30" in proc.stdout
     assert "2026-11-24 to 2026-11-30" in out.read_text()
     with pytest.raises(report.ReportError, match="no warehouse"):

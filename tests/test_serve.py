@@ -1,13 +1,12 @@
 """`tally serve` driven by the unmodified `paid-python` SDK over real HTTP (uvicorn, loopback).
 
-The seed document's three examples, idempotency, replays, auth, errors, the config store, and a
-kill -9 of the server during a load.
+The three signal examples of the Paid SDK's documentation (docs/http-api.md), idempotency,
+replays, auth, errors, the config store, and a kill -9 of the server during a load.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import start_tally, tally
 from paid import Paid
 from paid.core.api_error import ApiError
 from paid.errors import BadRequestError, ConflictError, NotFoundError
@@ -61,21 +61,14 @@ class Server:
         return f"http://127.0.0.1:{self.port}/api/v2"
 
     def start(self) -> Server:
-        env = {**os.environ, "TALLY_HOME": str(self.root), "TALLY_API_TOKENS": f"{TOKEN},other"}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipelines.cli",
-                "serve",
-                "--port",
-                str(self.port),
-                "--run-every",
-                str(self.run_every),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        self.proc = start_tally(
+            "serve",
+            "--port",
+            str(self.port),
+            "--run-every",
+            str(self.run_every),
+            home=self.root,
+            TALLY_API_TOKENS=f"{TOKEN},other",
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -94,17 +87,7 @@ class Server:
 
     def run(self) -> None:
         """The billing run, as an operator (or `--run-every`) would start it."""
-        env = {**os.environ, "TALLY_HOME": str(self.root)}
-        env.pop("DAGSTER_HOME", None)
-        env.pop("TALLY_DAGSTER_STORAGE", None)
-        done = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "run"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stderr
+        tally("run", home=self.root)
 
 
 @pytest.fixture()

@@ -9,7 +9,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from conftest import start_tally
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.lib import signals
@@ -238,21 +239,9 @@ def test_long_and_empty_idempotency_keys(lake):
 
 def test_idempotency_across_processes(home, tmp_path):
     """Two `tally ingest` processes on one home share one idempotency index."""
-    import subprocess
-    import sys
-
     f = tmp_path / "s.jsonl"
     f.write_text("".join(json.dumps(sig(idempotencyKey=f"k{i}")) + "\n" for i in range(50)))
-    env = {**__import__("os").environ, "TALLY_HOME": str(home.root)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "ingest", str(f)],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    procs = [start_tally("ingest", str(f), home=home, text=True) for _ in range(2)]
     outs = [p.communicate()[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
     totals = sorted(outs)
@@ -319,9 +308,7 @@ def test_files_in_small_ranges_and_batches_keep_lines_sources_and_counts(
 
 
 @pytest.mark.parametrize("pooled", [False, True])
-def test_a_bad_file_stops_the_ingest_after_the_files_before_it_landed_whole(
-    pooled, lake, tmp_path
-):
+def test_a_bad_file_stops_the_ingest_after_the_files_before_it_landed_whole(pooled, lake, tmp_path):
     good = tmp_path / "good.jsonl"
     good.write_text("".join(json.dumps(sig(idempotencyKey=f"g{i}")) + "\n" for i in range(30)))
     bad = tmp_path / "bad.json"
@@ -409,9 +396,7 @@ def test_recovery_removes_orphans_of_a_crashed_batch(lake):
         max_size=5,
     )
 )
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=40)
 def test_small_and_large_batch_duplicate_paths_agree(batches, tmp_path_factory, monkeypatch):
     """HTTP-sized batches find duplicates with lists, file-sized ones with Polars: same flags."""
     from pipelines.lib import lake as lake_module

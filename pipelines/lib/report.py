@@ -68,6 +68,9 @@ def _records(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> list[di
 
 
 def _daily_charts(rows: list[dict], first: date, last: date) -> list:
+    """Credits consumed per day and currency, from the first day with data in the window."""
+    used = [r["date"] for r in rows if r["spent"]] or [r["date"] for r in rows]
+    first = max(first, min(used, default=first))
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     by_currency: dict[str, dict[date, Decimal]] = defaultdict(dict)
     for row in rows:
@@ -132,6 +135,7 @@ def build(home: Home, days: int = 30) -> Report:
         "first": first,
         "days": days,
         "generated_at": time_text(now()),
+        "warehouse": str(home.warehouse),
         "thresholds": {
             "burn_days": BURN_DAYS,
             "near_days": NEAR_ZERO_DAYS,

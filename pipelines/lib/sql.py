@@ -45,4 +45,7 @@ def connect(
         config["threads"] = threads
     con = duckdb.connect(str(database), read_only=read_only, config=config)
     con.execute("SET TimeZone = 'UTC'")
+    if str(database) != ":memory:":  # the warehouse's views read files relative to its home
+        home = Path(database).resolve().parent
+        con.execute("SET VARIABLE tally_home = $home", {"home": str(home)})
     return con

@@ -28,7 +28,7 @@ HISTORIES = (0, 1, 10)  # figure 4: days of history in homes of their own (the m
 
 @dataclass
 class Figure:
-    """One measured quantity over the repeats; `fig` is its figure number in issue #7."""
+    """One measured quantity over the repeats; `fig` is its figure number (benchmarks/README.md)."""
 
     fig: int
     name: str

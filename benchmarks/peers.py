@@ -2,7 +2,7 @@
 
 Each peer reads the landed Parquet files of a home's lake (listed by the catalog, as Tally's
 readers do) and the same configuration (`load_config`), and computes for every (customer, UTC day)
-the number of accepted signals and their credits, with Tally's rules (PRODUCT.md §4): duplicates
+the number of accepted signals and their credits, with Tally's pricing rules: duplicates
 (the `is_duplicate` flag) are skipped; a signal earns credits only if its customer is known and a
 rule of its product for its event is in force at its timestamp; the quantity comes from the rule's
 `quantity_path` (absent or null -> 1; a number >= 0 or a string holding a plain decimal >= 0;
@@ -119,7 +119,7 @@ def _value_at(data: str, path: tuple[Segment, ...]) -> object:
 
 
 def python_quantity(value: object) -> Decimal | None:
-    """§4.2 for one value: the quantity, or None when it is invalid."""
+    """The quantity rule for one value: the quantity, or None when it is invalid."""
     if value is None:
         return Decimal(1)
     if isinstance(value, bool):

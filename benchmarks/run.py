@@ -3,7 +3,7 @@
 
 For one seeded `tally synth` workload of N signals over 30 days (+ day 31, held out), each repeat
 runs the sections in `SECTIONS`, in order, and each section records its figures (numbered as in
-issue #7) on the `Bench`:
+benchmarks/README.md) on the `Bench`:
 1. landing: `tally ingest` of the 30 daily files into a fresh home (signals/s), checked complete
    (every line landed or rejected);
 2. the full run: `tally run` over everything (wall, peak RSS), its ratio to the JSON floor (DuckDB

@@ -1,5 +1,5 @@
 -- data_keys: every JSON path seen in the signals' `data`, per event: its JSON types, how many
--- signals carry it, first and last seen (§7, `tally keys`): one row per event, path and type
+-- signals carry it, first and last seen (`tally keys`): one row per event, path and type
 -- (DuckDB's BIGINT and UBIGINT are both `integer`). Walks nested objects (arrays are leaves) up
 -- to 8 levels deep; a key's pointer escapes `~` and `/` as RFC 6901 says. Times are UTC.
 WITH RECURSIVE node(event_name, ts, keys, value, depth) AS (

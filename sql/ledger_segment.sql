@@ -1,4 +1,4 @@
--- ledger_segment: priced spends summed between ledger boundaries (PRODUCT.md §5).
+-- ledger_segment: priced spends summed between ledger boundaries (docs/concepts.md).
 -- Inputs: view `fact` (fact_signal rows of the days being processed) and `dim_credit_grant`.
 -- A recipient's boundaries are its grants' starts and expiries, plus every UTC midnight. Between
 -- two boundaries the grants in force do not change, so only the sum of the spends matters: the

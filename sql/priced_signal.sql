@@ -1,4 +1,4 @@
--- priced_signal: price the landed signals of one day (PRODUCT.md §4).
+-- priced_signal: price the landed signals of one day (docs/concepts.md).
 -- Inputs: view `landed` (the day's lake files), the dim_* tables, `rule` (dim_pricing_rule plus the
 -- 1-based `path_index` of its quantity pointer in $pointers). $pointers[1] is always
 -- '/external_user_id'; data is parsed once per signal, for every pointer at the same time.
@@ -63,7 +63,7 @@ resolved AS (
         AND (r.valid_until IS NULL OR e.timestamp < r.valid_until)
 ),
 quantity_text AS (
-    -- The quantity as plain decimal text, or NULL when it is not a valid quantity (§4.2).
+    -- The quantity as plain decimal text, or NULL when it is not a valid quantity (docs/concepts.md).
     SELECT
         *,
         CASE
@@ -144,7 +144,7 @@ SELECT
     CASE WHEN p.status = 'invalid_quantity' THEN coalesce(p.qtext, p.qv::VARCHAR) END AS invalid_quantity{hot_columns}
 FROM priced AS p
 -- A priced signal whose user sits, at `timestamp`, in a seat that has a seat-scoped grant in the
--- rule's currency in force at `timestamp` (exhausted or not) is charged to that seat (§4.5).
+-- rule's currency in force at `timestamp` (exhausted or not) is charged to that seat (docs/concepts.md).
 LEFT JOIN seat_cover AS s
     ON s.customer_id = p.known_customer
     AND s.user_id = p.user_key

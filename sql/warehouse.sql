@@ -1,4 +1,4 @@
--- warehouse: the tables and views analysts query in data/warehouse.duckdb (PRODUCT.md §5).
+-- warehouse: the tables and views analysts query in data/warehouse.duckdb (docs/warehouse.md).
 -- Published into a new file that replaces the old one atomically, so an analyst holding the old
 -- file open keeps a consistent snapshot and never blocks the pipeline. dim_* tables come from the
 -- config; every comment comes from pipelines/lib/warehouse.py (docs/schema.md is made from them).

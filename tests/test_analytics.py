@@ -1,4 +1,4 @@
-"""Breakdowns by any JSON key, key discovery, and the warehouse under concurrent readers (§7)."""
+"""Breakdowns by any JSON key, key discovery, and the warehouse under concurrent readers."""
 
 from __future__ import annotations
 

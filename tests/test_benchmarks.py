@@ -1,4 +1,4 @@
-"""The benchmark harness (issue #7) at size smoke: every figure present, positive and sane; landing
+"""The benchmark harness at size smoke: every figure present, positive and sane; landing
 complete; the peers' totals equal Tally's. No timing is asserted. Plus the peers' pricing on edge
 cases with known answers, and the scaling verdict and report."""
 

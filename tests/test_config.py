@@ -112,7 +112,7 @@ def only_error(tmp_path: Path, extra: str | None = None, base: str = BASE) -> st
     return errors[0]
 
 
-# --- loading the contract's sample ---
+# --- loading the sample of docs/configuration.md ---
 
 
 def test_sample_config_loads(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The engine (pricing + ledger) against a small, obviously correct reference model.
 
-The reference model below implements PRODUCT.md §4 (pricing, per signal) and §5 (ledger) literally:
+The reference model below implements the pricing and ledger rules of docs/concepts.md literally:
 it walks every signal one by one, in time order, and moves credits between grants with plain Python
 `Decimal` arithmetic. It shares no code with the engine (no SQL, no segments, no checkpoints).
 
@@ -243,7 +243,7 @@ def in_range(t: datetime, lo: datetime | None, hi: datetime | None) -> bool:
 
 
 def reference_quantity(value: object) -> Decimal | None:
-    """§4.2: the quantity, or None when it is invalid."""
+    """The quantity rule: the quantity, or None when it is invalid."""
     if value is MISSING or value is None:
         return Decimal(1)
     if isinstance(value, bool):
@@ -284,7 +284,7 @@ class Priced:
 
 
 def reference_pricing(config: Config, signals: tuple[Signal, ...]) -> dict[int, Priced]:
-    """§2 idempotency and §4 pricing, one signal at a time; keyed by landing order (seq)."""
+    """Idempotency and pricing, one signal at a time; keyed by landing order (seq)."""
     out: dict[int, Priced] = {}
     seen_keys: set[str] = set()
     for seq, s in enumerate(signals, start=1):
@@ -323,7 +323,7 @@ def reference_pricing(config: Config, signals: tuple[Signal, ...]) -> dict[int, 
             continue
         with localcontext(prec=100):
             credits = (rule.cost * quantity).quantize(SIX, rounding=ROUND_HALF_UP)
-        # §4.5 recipient: the user's seat at t, if that seat has a seat grant in the rule's
+        # The recipient: the user's seat at t, if that seat has a seat grant in the rule's
         # currency in force at t (exhausted or not); otherwise the organization pool.
         recipient = (s.customer, "organization", s.customer, rule.currency)
         user = data.get("external_user_id") if isinstance(data, dict) else None
@@ -346,7 +346,7 @@ def reference_pricing(config: Config, signals: tuple[Signal, ...]) -> dict[int, 
 
 
 def burn_order(g: Grant) -> tuple:
-    """§5: priority asc, expires_at asc (never-expiring last), starts_at asc, id asc."""
+    """Burn order: priority asc, expires_at asc (never-expiring last), starts_at asc, id asc."""
     never = g.expires_at is None
     priority = DEFAULT_PRIORITY if g.priority is None else g.priority
     return (priority, never, g.expires_at or datetime.max.replace(tzinfo=UTC), g.starts_at, g.id)
@@ -362,7 +362,7 @@ class Ledger:
 def reference_ledger(
     grants: tuple[Grant, ...], priced: dict[int, Priced], first: date, last: date
 ) -> Ledger:
-    """§5, event by event: per (recipient, currency), in time order; at one instant expiries,
+    """Event by event: per (recipient, currency), in time order; at one instant expiries,
     then grant starts (several starting together: in burn order), then spends."""
     end = midnight(last + timedelta(days=1))
     timeline: dict[tuple, list[tuple]] = defaultdict(list)

@@ -1,4 +1,4 @@
-"""Pricing edge cases straight through the engine (PRODUCT.md §4)."""
+"""Pricing edge cases straight through the engine (docs/concepts.md)."""
 
 from __future__ import annotations
 

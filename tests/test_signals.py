@@ -1,4 +1,4 @@
-"""Validation and landing rules of PRODUCT.md §2, through every entry point."""
+"""Validation and landing rules (docs/concepts.md), through every entry point."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def read(result: SynthResult) -> list[tuple[str, str]]:
 
 
 def reject_reason(sig: dict) -> str | None:
-    """PRODUCT.md §2 rejection rules, as the synthetic rejects exercise them."""
+    """The rejection rules of docs/concepts.md, as the synthetic rejects exercise them."""
     if not isinstance(sig.get("eventName"), str) or not sig["eventName"]:
         return "missing_event_name"
     customer = sig.get("customer")
@@ -61,7 +61,7 @@ def reject_reason(sig: dict) -> str | None:
 
 
 def valid_quantity(value: object) -> bool:
-    """PRODUCT.md §4.2, for values parsed with exact decimals."""
+    """The quantity rule of docs/concepts.md, for values parsed with exact decimals."""
     if value is None:
         return True
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
@@ -246,7 +246,7 @@ def test_traffic_follows_the_day_and_the_week(clean: SynthResult) -> None:
 
 
 def check_config(doc: dict) -> None:
-    """The structural rules of PRODUCT.md §3 (the real validator lives in pipelines/lib/config)."""
+    """The configuration's structural rules (the real validator lives in pipelines/lib/config)."""
     assert list(doc) == ["currencies", "customers", "products", "users", "seats", "grants"]
     t = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
 

@@ -1,4 +1,4 @@
-"""The analysts' warehouse (issue 17): figures per currency, UTC days whatever the session's time
+"""The analysts' warehouse: figures per currency, UTC days whatever the session's time
 zone, a home that still works when copied or moved, a warehouse that explains itself (comments,
 named hot-key columns, an internal schema, docs/schema.md), and terminal tables that fit."""
 

@@ -1,4 +1,4 @@
--- peer_chdb: ClickHouse (chdb) prices the landed signals (PRODUCT.md §4) and sums them per customer
+-- peer_chdb: ClickHouse (chdb) prices the landed signals and sums them per customer
 -- and UTC day, reading the lake's Parquet files itself. Parameters are bound ({name:Type}); the
 -- {quantity_raw} placeholder is filled by benchmarks/peers.py with
 --   multiIf(path_index = 1, JSONExtractRaw(data, {k1_1:String}, ...), ..., '')
@@ -43,7 +43,7 @@ ruled AS (
         ON s.product = r.product_id AND s.event_name = r.event_name AND s.timestamp >= r.valid_from
 ),
 quantity_text AS (
-    -- §4.2: absent or null -> 1; a number >= 0, or a string holding a plain decimal; else NULL.
+    -- Quantity: absent or null -> 1; a number >= 0, or a string holding a plain decimal; else NULL.
     SELECT
         *,
         multiIf(

@@ -1,4 +1,4 @@
-"""`tally serve`: the Paid-compatible HTTP API (../shared/reference/paid-api-compat.md).
+"""`tally serve`: the Paid-compatible HTTP API (docs/http-api.md).
 
 Routes live under `/api/v2/`, so an agent points `Paid(token=..., base_url=".../api/v2")` at Tally
 and changes nothing else. Every request needs `Authorization: Bearer <token>` (401 otherwise).
@@ -187,7 +187,7 @@ async def signals_metadata(request: Request, api: Api) -> Response:
 
 def _dotted(path: str) -> str:
     """`$.a.b` as the Paid API writes paths (`a.b`) when every segment is a plain key; other
-    paths (array indexes, keys with dots) keep Tally's unambiguous form (PRODUCT.md §4.4)."""
+    paths (array indexes, keys with dots) keep Tally's unambiguous form (docs/concepts.md)."""
     from pipelines.lib.paths import parse_path
 
     segments = parse_path(path)

@@ -1,5 +1,5 @@
 """Reference routes: customers, users, products and pricing, currencies, grants, balances, state,
-credit transactions, pending consumption and seats (paid-api-compat.md §2-§4, §6).
+credit transactions, pending consumption and seats (docs/http-api.md).
 
 Tally's ids are the external ids: a customer's `id` and `externalId` are the same string, a
 currency's `id` is its key, a product's `id` is its external id. Seats belong to one implicit

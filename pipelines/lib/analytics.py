@@ -1,4 +1,4 @@
-"""Breakdowns by any JSON key and key discovery, over the published warehouse (PRODUCT.md §7).
+"""Breakdowns by any JSON key and key discovery, over the published warehouse (docs/warehouse.md).
 
 A KEY is a data path (any syntax of pipelines/lib/paths.py) or one of the built-in dimensions
 below. Paths reach SQL only as bound JSON pointers; a path that is a configured hot key reads its

@@ -1,4 +1,4 @@
-"""The invariants that gate publishing (PRODUCT.md §6), as plain functions returning offenders.
+"""The invariants that gate publishing (docs/operations.md), as plain functions returning offenders.
 
 Each check reads only the days it is given (plus small per-recipient snapshots), so checking a
 day's run costs what that day costs.

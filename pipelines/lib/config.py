@@ -1,11 +1,11 @@
-"""Load and validate the billing configuration in `<config_dir>/*.yaml` (PRODUCT.md §3).
+"""Load and validate the billing configuration in `<config_dir>/*.yaml` (docs/configuration.md).
 
 Files are read in sorted name order (hidden files skipped); each may hold any of the sections
 `currencies, customers, products, users, seats, grants`, whose entries are concatenated. Loading
 is a pure function: it returns a new `Config` or raises `ConfigError` listing every problem found,
 one line each, naming the file, the entry and the problem. Nothing is half-applied.
 
-Rules where the contract is silent:
+Rules in detail:
 - Numbers are read from the YAML text as written, never through a binary float. Decimals
   (`credit_cost >= 0`, `amount > 0`) are plain decimal numbers or strings holding one, with at
   most 6 decimal places; `1e3`, `1_000`, `.inf` are rejected.
@@ -443,7 +443,7 @@ def _read_billing(name: str, entries: object, errors: list[str], found: _Found) 
 
 
 def _read_hot_keys(name: str, entries: list, errors: list[str], found: _Found) -> None:
-    """`hot_keys: [external_user_id, team, ...]`: data paths in any syntax of §4.4."""
+    """`hot_keys: [external_user_id, team, ...]`: data paths (docs/concepts.md)."""
     keys = found.hot_keys if found.hot_keys is not None else []
     for index, raw in enumerate(entries):
         if not isinstance(raw, str) or not raw:

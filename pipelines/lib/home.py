@@ -1,6 +1,6 @@
 """Where a Tally installation keeps its files.
 
-PRODUCT.md §1: `--home DIR`, env `TALLY_HOME`, default `./data`.
+`--home DIR`, env `TALLY_HOME`, default `./data` (docs/operations.md).
 """
 
 from __future__ import annotations

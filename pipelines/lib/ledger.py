@@ -1,4 +1,4 @@
-"""The ledger: grants burned down by priced spends, day by day, exactly (PRODUCT.md §5).
+"""The ledger: grants burned down by priced spends, day by day, exactly (docs/concepts.md).
 
 Per (recipient, currency), in time order; at one instant: expiries, then grant starts (in burn
 order), then spends. A grant is in force on [starts_at, expires_at); when it starts it first repays

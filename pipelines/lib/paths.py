@@ -1,6 +1,6 @@
 """The JSON path syntax of Tally: the one parser behind `quantity_path` and breakdown keys.
 
-A path addresses a value inside a signal's `data` object. Accepted forms (PRODUCT.md §4.4):
+A path addresses a value inside a signal's `data` object. Accepted forms (docs/concepts.md):
 
 - `$.a.b` — JSONPath style: `$` then `.name` steps.
 - `a.b` — dotted style (as the Paid SDK's `pricingInput.path`): dots address nested objects.

@@ -1,4 +1,4 @@
-"""Pricing: one day's landed signals -> priced `fact_signal` rows, in DuckDB (PRODUCT.md §4).
+"""Pricing: one day's landed signals -> priced `fact_signal` rows, in DuckDB (docs/concepts.md).
 
 The SQL lives in `sql/priced_signal.sql`. This module prepares its inputs (the day's lake files,
 the configuration's dimension tables, the list of JSON pointers to extract) and writes the result

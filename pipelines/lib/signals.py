@@ -5,7 +5,7 @@ signal) and calls `validate`. A signal is decoded by msgspec into a typed struct
 kept as the exact bytes that were sent (`msgspec.Raw`), so keys, key order, case and number
 digits survive.
 Rejected signals keep their raw bytes and a one-line reason; both go to `Lake.land`, which commits
-accepted signals and rejects in one durable transaction (PRODUCT.md §2).
+accepted signals and rejects in one durable transaction (docs/concepts.md).
 
 Large JSONL files are split into chunks validated by worker processes (validation is CPU-bound and
 per-signal); chunks are landed in file order, in batches, with bounded memory.

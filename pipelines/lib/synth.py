@@ -1,6 +1,6 @@
 """A seeded, deterministic synthetic workload: a sample company and Paid-shaped signal files.
 
-`synth(out)` writes `out/config/company.yaml` (PRODUCT.md §3) and `out/signals/day-YYYY-MM-DD.jsonl`
+`synth(out)` writes `out/config/company.yaml` and `out/signals/day-YYYY-MM-DD.jsonl`
 (one camelCase signal per line, as the Paid SDK sends it). The same arguments give byte-identical
 files. Signals are built column-wise (numpy draws, polars string concatenation) in chunks of at
 most `CHUNK` rows, so tens of millions of signals take bounded memory and no per-signal Python.

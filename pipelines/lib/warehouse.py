@@ -1,7 +1,7 @@
 """Publish `warehouse.duckdb`: views over the engine's Parquet plus the dimension tables.
 
 The file is built beside the old one and renamed over it, so publishing never waits for readers
-and readers never see a half-published warehouse (PRODUCT.md §5, ARCHITECTURE.md rule 7).
+and readers never see a half-published warehouse (docs/warehouse.md).
 
 The warehouse explains itself: every analyst-facing table, view and column carries a comment
 (COMMENTS below; `tally schema` and docs/schema.md are made from them), internal objects live in

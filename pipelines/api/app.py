@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,10 +21,11 @@ from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipelines.api import read, routes_ref
 from pipelines.api.errors import ApiError, bad_request, not_found
@@ -43,9 +45,11 @@ from pipelines.api.store import Store, iso
 from pipelines.lib.analytics import data_keys
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
+from pipelines.lib.limits import MAX_QUERY_CHARS
 
 log = logging.getLogger(__name__)
 PREFIX = "/api/v2"
+INTERNAL = {"error": "internal error; see the server log", "code": "internal"}
 
 
 # --------------------------------------------------------------------------- auth and limits
@@ -80,7 +84,19 @@ class Guard:
             error = ApiError(413, f"the body is over the {self.max_body:,}-byte limit", "too_large")
             await reply(error.body(), 413)(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:  # noqa: BLE001 - answer JSON and keep the connection, never re-raise
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await reply(INTERNAL, 500)(scope, receive, send)
 
 
 # ---------------------------------------------------------------------------------- signals
@@ -119,11 +135,10 @@ def _signal_item(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def list_signals(request: Request, api: Api) -> Response:
+def list_signals(request: Request, api: Api) -> Response:
     q = request.query_params
     limit, offset = int_param(request, "limit", 100, 1000), int_param(request, "offset", 0)
-    found, total = await asyncio.to_thread(
-        read.signals,
+    found, total = read.signals(
         api.lake,
         name=q.get("signalName"),
         customer_id=q.get("customerId"),
@@ -140,39 +155,39 @@ async def list_signals(request: Request, api: Api) -> Response:
     )
 
 
-async def get_signal(request: Request, api: Api) -> Response:
+def get_signal(request: Request, api: Api) -> Response:
     ident = request.path_params["id"]
     digits = ident.removeprefix("sig_")
-    if not (ident.startswith("sig_") and digits.isdigit()):
+    if not (ident.startswith("sig_") and digits.isdigit() and len(digits) <= 18):
         raise not_found("signal", ident)
-    found, _ = await asyncio.to_thread(read.signals, api.lake, limit=1, seq=int(digits))
+    found, _ = read.signals(api.lake, limit=1, seq=int(digits))
     if not found:
         raise not_found("signal", ident)
     return reply(_signal_item(found[0]))
 
 
 # -------------------------------------------------------------------------------- analytics
-async def analytics_query(request: Request, api: Api) -> Response:
-    doc = await json_body(request, api)
+def analytics_query(request: Request, api: Api) -> Response:
+    doc = json_body(request, api)
     query = doc.get("query")
     if not isinstance(query, str) or not query.strip():
         raise bad_request("query must be a non-empty string")
-    return reply(await asyncio.to_thread(read.analytics_query, api.home, query))
+    if len(query) > MAX_QUERY_CHARS:
+        raise bad_request(f"query is {len(query):,} characters, over the {MAX_QUERY_CHARS:,} limit")
+    return reply(read.analytics_query(api.home, query))
 
 
-async def analytics_schema(request: Request, api: Api) -> Response:
-    return reply(await asyncio.to_thread(read.schema, api.home))
+def analytics_schema(request: Request, api: Api) -> Response:
+    return reply(read.schema(api.home))
 
 
-async def signals_metadata(request: Request, api: Api) -> Response:
+def signals_metadata(request: Request, api: Api) -> Response:
     to_ts = time_param(request, "toDate") or datetime.now(UTC)
     from_ts = time_param(request, "fromDate") or to_ts - timedelta(days=30)
     meta = {"fromDate": iso(from_ts), "toDate": iso(to_ts)}
     if not api.home.warehouse.exists():
         return reply({"signals": [], "meta": meta})
-    report = await asyncio.to_thread(
-        data_keys, api.home.warehouse, request.query_params.get("signalName"), from_ts, to_ts
-    )
+    report = data_keys(api.home.warehouse, request.query_params.get("signalName"), from_ts, to_ts)
     by_event: dict[str, dict[str, list[str]]] = {}
     for row in report.rows:
         path = _dotted(row["path"])
@@ -196,15 +211,26 @@ def _dotted(path: str) -> str:
 
 
 # ------------------------------------------------------------------------------------- app
-Handler = Callable[[Request, Api], Awaitable[Response]]
+Handler = Callable[[Request, Api], Awaitable[Response] | Response]
 
 
 def _route(path: str, handler: Handler, method: str, api: Api) -> Route:
+    """A route whose errors are JSON: an ApiError as itself, anything else a 500 that keeps the
+    connection. A plain (not async) handler runs in a worker thread with its body read first:
+    DuckDB queries and configuration reads never block the event loop."""
+    blocking = not inspect.iscoroutinefunction(handler)
+
     async def endpoint(request: Request) -> Response:
         try:
-            return await handler(request, api)
+            if not blocking:
+                return await handler(request, api)
+            request.state.body = await body_of(request, api) if method in ("POST", "PUT") else b""
+            return await run_in_threadpool(handler, request, api)
         except ApiError as exc:
             return reply(exc.body(), exc.status)
+        except Exception:  # noqa: BLE001 - a server fault: log it, answer JSON, keep going
+            log.exception("unexpected error on %s %s", request.method, request.url.path)
+            return reply(INTERNAL, 500)
 
     return Route(PREFIX + path, endpoint, methods=[method])
 
@@ -236,8 +262,8 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return reply({"error": "internal error", "code": "internal", "details": str(exc)[:500]}, 500)
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return reply(INTERNAL, 500)
 
 
 def create_app(

@@ -21,7 +21,8 @@ import pyarrow as pa
 
 from pipelines.api.errors import ApiError
 from pipelines.lib.lake import Lake
-from pipelines.lib.signals import Validated, validate
+from pipelines.lib.limits import MAX_DEPTH
+from pipelines.lib.signals import Validated, as_text, split_bulk, validate
 
 MAX_GROUP_ROWS = 100_000
 log = logging.getLogger(__name__)
@@ -35,16 +36,28 @@ _decode_bulk = msgspec.json.Decoder(_Bulk).decode
 
 
 def parse_bulk(body: bytes) -> Validated:
-    """Split `{"signals": [...]}` into raw documents (bytes as sent) and validate them."""
+    """Split `{"signals": [...]}` into raw documents (bytes as sent) and validate them. A body
+    nested too deeply for the decoder is split without recursion, so its good signals land and
+    each too-deep one is rejected on its own."""
     try:
-        bulk = _decode_bulk(body)
+        docs = [bytes(raw) for raw in _decode_bulk(body).signals]
     except msgspec.ValidationError as exc:
         raise ApiError(
             400, f'the body must be {{"signals": [...]}}: {exc}', "bad_request"
         ) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}", "bad_request") from None
-    return validate([bytes(raw) for raw in bulk.signals])
+    except RecursionError:
+        split = split_bulk(body)
+        if split is None:
+            raise ApiError(
+                400,
+                f'the body must be {{"signals": [{{...}}, ...]}} (and is nested over '
+                f"{MAX_DEPTH} levels)",
+                "bad_request",
+            ) from None
+        docs = split
+    return validate(docs)
 
 
 @dataclass
@@ -99,17 +112,21 @@ class Committer:
             self._commit(group)
 
     def _commit(self, group: list[_Pending]) -> None:
-        rejects: dict[str, list[str]] = {"location": [], "reason": [], "raw": []}
-        for p in group:
-            v = p.validated
-            for i, reason, raw in zip(v.reject_index, v.reject_reason, v.reject_raw, strict=True):
-                rejects["location"].append(f"http:{p.request_id}[{i}]")
-                rejects["reason"].append(reason)
-                rejects["raw"].append(raw.decode("utf-8", errors="replace"))
+        rejects = [
+            pa.table(
+                {
+                    "location": [f"http:{p.request_id}[{i}]" for i in p.validated.reject_index],
+                    "reason": p.validated.rejects.column("reason"),
+                    "raw": as_text(p.validated.rejects.column("raw")),
+                }
+            )
+            for p in group
+            if p.validated.rejects.num_rows
+        ]
         try:
             result = self.lake.land(
                 pa.concat_tables([p.validated.accepted for p in group]),
-                pa.table(rejects) if rejects["location"] else None,
+                pa.concat_tables(rejects) if rejects else None,
                 source="http",
                 tidy=False,  # compact after acknowledging: waiting requests form a bigger group
             )

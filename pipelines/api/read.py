@@ -8,6 +8,7 @@ listed by `GET signals/` are everything landed, the moment it is acknowledged.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import duckdb
+import msgspec
 
 from pipelines.api.errors import ApiError
 from pipelines.lib.home import Home
@@ -24,6 +26,9 @@ from pipelines.lib.sql import connect, load_sql
 
 QUERY_ROW_CAP = 10_000
 QUERY_TIMEOUT_S = 30.0
+QUERY_BYTE_CAP = 16 << 20  # JSON bytes of `rows`; past it the result is truncated like the row cap
+QUERY_MEMORY = os.environ.get("TALLY_ANALYTICS_MEMORY", "1GB")  # DuckDB memory_limit, no spilling
+_encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
 @contextmanager
@@ -57,7 +62,11 @@ def transactions(home: Home, **filters: Any) -> tuple[list[dict[str, Any]], int]
         if con is None:
             return [], 0
         out = rows(con.execute(load_sql("api_transactions"), filters))
-    return out, (out[0]["total"] if out else 0)
+        if out or not filters.get("offset"):
+            return out, (out[0]["total"] if out else 0)
+        # A page past the end: the total still counts every match.
+        first = rows(con.execute(load_sql("api_transactions"), filters | {"offset": 0}))
+    return out, (first[0]["total"] if first else 0)
 
 
 FILTERS = (
@@ -83,11 +92,13 @@ def signals(
         files = [f for f in files if f.min_seq <= params["seq"] <= f.max_seq]
     if not files:
         return [], 0
+    params["files"] = [str(f.path) for f in files]
     con = connect()
     try:
-        out = rows(
-            con.execute(load_sql("api_signals"), params | {"files": [str(f.path) for f in files]})
-        )
+        out = rows(con.execute(load_sql("api_signals"), params))
+        if not out and offset:  # a page past the end: the total still counts every match
+            first = rows(con.execute(load_sql("api_signals"), params | {"offset": 0, "limit": 1}))
+            return out, (first[0]["total"] if first else 0)
     finally:
         con.close()
     return out, (out[0]["total"] if out else 0)
@@ -114,12 +125,15 @@ def _json_cell(value: Any, type_name: str) -> Any:
 
 
 def _sandbox(home: Home) -> duckdb.DuckDBPyConnection:
-    """Read-only warehouse connection that can read the home's Parquet and nothing else."""
-    con = duckdb.connect(str(home.warehouse), read_only=True)
-    allowed = [str(home.engine_dir) + "/", str(home.lake) + "/"]
+    """Read-only warehouse connection that can read the home's Parquet and nothing else, within
+    QUERY_MEMORY and without spilling to disk. It is an instance of its own (see
+    `pipelines.lib.sql.connect`), so locking its configuration affects no other reader."""
+    con = connect(home.warehouse, read_only=True)
+    allowed = [str(d) + "/" for d in (home.engine_dir, home.lake, home.root / "statements")]
     con.execute("SET allowed_directories = $dirs", {"dirs": allowed})
+    con.execute("SET memory_limit = $m", {"m": QUERY_MEMORY})
+    con.execute("SET temp_directory = ''")
     con.execute("SET enable_external_access = false")
-    con.execute("SET TimeZone = 'UTC'")
     con.execute("SET lock_configuration = true")
     return con
 
@@ -146,18 +160,31 @@ def analytics_query(home: Home, query: str) -> dict[str, Any]:
             raise ApiError(
                 408, f"the query ran over {QUERY_TIMEOUT_S:.0f} s", "query_timeout"
             ) from None
+        except duckdb.OutOfMemoryException:
+            raise ApiError(
+                400,
+                f"the query needs more than the {QUERY_MEMORY} memory limit of analytics queries",
+                "query_out_of_memory",
+            ) from None
         except duckdb.Error as exc:
             raise ApiError(400, f"the query failed: {exc}", "invalid_query") from None
         elapsed = (datetime.now() - started).total_seconds() * 1000
         types = [str(d[1]) for d in rel.description]
         columns = [{"name": d[0], "type": t} for d, t in zip(rel.description, types, strict=True)]
         truncated = len(fetched) > QUERY_ROW_CAP
-        data = [[_json_cell(v, t) for v, t in zip(r, types, strict=True)] for r in fetched]
+        data, size = [], 0
+        for r in fetched[:QUERY_ROW_CAP]:
+            row = [_json_cell(v, t) for v, t in zip(r, types, strict=True)]
+            size += len(_encode(row)) + 1  # the row and its comma
+            if size > QUERY_BYTE_CAP:
+                truncated = True
+                break
+            data.append(row)
         return {
             "columns": columns,
-            "rows": data[:QUERY_ROW_CAP],
+            "rows": data,
             "meta": {
-                "rowCount": min(len(data), QUERY_ROW_CAP),
+                "rowCount": len(data),
                 "elapsedMs": round(elapsed, 3),
                 "truncated": truncated,
             },

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,15 +23,28 @@ from pipelines.api.errors import ApiError, bad_request, not_found
 from pipelines.api.http import Api, int_param, json_body, pagination, reply, time_param
 from pipelines.api.store import API_FILE, iso, managed_elsewhere, now, record
 from pipelines.lib.config import Config, Customer, Seat
+from pipelines.lib.limits import (
+    MAX_AMOUNT,
+    MAX_DEPTH,
+    MAX_ID,
+    MAX_METADATA_BYTES,
+    MAX_NAME,
+    depth,
+    window_problem,
+)
 from pipelines.lib.sql import load_sql
 
 REPLAY_WINDOW = timedelta(minutes=10)
 SEAT_PRODUCT = {"id": "seat", "name": "Seat", "externalId": "seat"}
 _KEY = re.compile(r"[a-z0-9_-]+")
+MAX_CREDITS = Decimal(MAX_AMOUNT)
+_JSON = msgspec.json.Encoder(decimal_format="number").encode
 
 
 # ------------------------------------------------------------------------------ helpers
-def _text(doc: dict[str, Any], name: str, required: bool = False) -> str | None:
+def _text(
+    doc: dict[str, Any], name: str, required: bool = False, limit: int = MAX_NAME
+) -> str | None:
     value = doc.get(name)
     if value is None:
         if required:
@@ -38,6 +52,20 @@ def _text(doc: dict[str, Any], name: str, required: bool = False) -> str | None:
         return None
     if not isinstance(value, str) or (required and not value.strip()):
         raise bad_request(f"{name} must be a non-empty string")
+    if len(value) > limit:
+        raise bad_request(f"{name} is {len(value):,} characters, over the {limit:,} limit")
+    return value
+
+
+def _ident(doc: dict[str, Any], name: str, required: bool = False) -> str | None:
+    """An id or key: a string of at most MAX_ID characters."""
+    return _text(doc, name, required, MAX_ID)
+
+
+def _path_id(request: Request, name: str) -> str:
+    value = request.path_params[name]
+    if len(value) > MAX_ID:
+        raise bad_request(f"the id in the path is {len(value):,} characters, over the {MAX_ID}")
     return value
 
 
@@ -48,30 +76,55 @@ def _object(doc: dict[str, Any], name: str) -> dict[str, Any] | None:
     return value
 
 
+def _metadata(doc: dict[str, Any], name: str = "metadata") -> dict[str, Any] | None:
+    """`metadata`: an object nested at most MAX_DEPTH levels, at most MAX_METADATA_BYTES."""
+    value = _object(doc, name)
+    if value is None:
+        return None
+    if depth(value) > MAX_DEPTH:
+        raise bad_request(f"{name} is nested deeper than {MAX_DEPTH} levels")
+    size = len(_JSON(value))
+    if size > MAX_METADATA_BYTES:
+        raise bad_request(
+            f"{name} is {size:,} bytes as JSON, over the {MAX_METADATA_BYTES:,}-byte limit"
+        )
+    return value
+
+
 def _credits(value: Any, name: str, positive: bool) -> Decimal:
-    """A credit amount: a JSON number (decoded exactly) or decimal string, at most 6 places."""
+    """A credit amount: a JSON number (decoded exactly) or decimal string, at most 6 places,
+    less than 10^18 (sums of many stay far inside DECIMAL(38, 6))."""
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
         raise bad_request(f"{name} must be a number")
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
-        raise bad_request(f"{name} must be a number, got {value!r}") from None
+        raise bad_request(f"{name} must be a number, got {str(value)[:40]!r}") from None
     if not amount.is_finite() or amount < 0 or (positive and amount == 0):
         raise bad_request(f"{name} must be {'> 0' if positive else '>= 0'}, got {value}")
-    if amount != amount.quantize(Decimal("0.000001")):
-        raise bad_request(f"{name} has more than 6 decimal places: {value}")
+    if amount >= MAX_CREDITS:
+        raise bad_request(f"{name} must be less than 10^18, got {value}")
+    with localcontext(prec=60):
+        if amount != amount.quantize(Decimal("0.000001")):
+            raise bad_request(f"{name} has more than 6 decimal places: {value}")
     return amount
 
 
-def _when(doc: dict[str, Any], name: str) -> datetime | None:
+def _when(doc: dict[str, Any], name: str, end: bool = False, check: bool = True) -> datetime | None:
+    """An RFC 3339 time within the accepted window (limits.py): a start (`end` False) in
+    [2000-01-01, now + 1 year), an end up to 2100-01-01."""
     value = doc.get(name)
     if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise bad_request(f"{name} must be an RFC 3339 date-time, got {value!r}") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    problem = window_problem(parsed, end) if check else None
+    if problem:
+        raise bad_request(f"{name} {problem}")
+    return parsed
 
 
 def _six(value: Decimal) -> str:
@@ -135,11 +188,11 @@ def _customer_body(c: Customer, api: Api) -> dict[str, Any]:
     }
 
 
-async def create_customer(request: Request, api: Api) -> Response:
-    body = await json_body(request, api)
+def create_customer(request: Request, api: Api) -> Response:
+    body = json_body(request, api)
     name = _text(body, "name", required=True)
-    ident = _text(body, "externalId") or f"cus_{uuid.uuid4().hex[:16]}"
-    metadata = _object(body, "metadata") or {}
+    ident = _ident(body, "externalId") or f"cus_{uuid.uuid4().hex[:16]}"
+    metadata = _metadata(body) or {}
     with api.store.change() as doc:
         owner = api.store.owner("customers", doc, external_id=ident)
         if owner is None:
@@ -157,17 +210,17 @@ async def create_customer(request: Request, api: Api) -> Response:
     return reply(_customer_body(existing, api))
 
 
-async def get_customer(request: Request, api: Api) -> Response:
+def get_customer(request: Request, api: Api) -> Response:
     c = _customer(api.store.config(), request.path_params["ext"])
     return reply(_customer_body(c, api))
 
 
-async def upsert_user(request: Request, api: Api) -> Response:
-    cust, uid = request.path_params["cust"], request.path_params["user"]
-    body = await json_body(request, api)
+def upsert_user(request: Request, api: Api) -> Response:
+    cust, uid = _path_id(request, "cust"), _path_id(request, "user")
+    body = json_body(request, api)
     _customer(api.store.config(), cust)
     name, email, status = _text(body, "name"), _text(body, "email"), _text(body, "status")
-    metadata = _object(body, "metadata")
+    metadata = _metadata(body)
     if status not in (None, "active", "deactivated"):
         raise bad_request(f"status must be active or deactivated, got {status!r}")
     with api.store.change() as doc:
@@ -229,15 +282,15 @@ def _currency_body(key: str, name: str, api: Api) -> dict[str, Any]:
     }
 
 
-async def list_currencies(request: Request, api: Api) -> Response:
+def list_currencies(request: Request, api: Api) -> Response:
     status = request.query_params.get("status", "all")
     currencies = [] if status == "archived" else api.store.config().currencies
     return reply({"data": [_currency_body(c.key, c.name, api) for c in currencies]})
 
 
-async def create_currency(request: Request, api: Api) -> Response:
-    body = await json_body(request, api)
-    name, key = _text(body, "name", required=True), _text(body, "key", required=True)
+def create_currency(request: Request, api: Api) -> Response:
+    body = json_body(request, api)
+    name, key = _text(body, "name", required=True), _ident(body, "key", required=True)
     if not _KEY.fullmatch(key):
         raise bad_request(f"key {key!r} may hold only lowercase letters, numbers, _ and -")
     with api.store.change() as doc:
@@ -301,17 +354,17 @@ def _product_body(api: Api, ident: str) -> dict[str, Any]:
 _PRODUCT_FIELDS = ("description", "productCode", "active")
 
 
-async def create_product(request: Request, api: Api) -> Response:
-    body = await json_body(request, api)
+def create_product(request: Request, api: Api) -> Response:
+    body = json_body(request, api)
     name = _text(body, "name", required=True)
-    ident = _text(body, "externalId") or f"prod_{uuid.uuid4().hex[:16]}"
+    ident = _ident(body, "externalId") or f"prod_{uuid.uuid4().hex[:16]}"
     with api.store.change() as doc:
         owner = api.store.owner("products", doc, external_id=ident)
         if owner is None:
             entry = {
                 "external_id": ident,
                 "name": name,
-                "metadata": _object(body, "metadata") or {},
+                "metadata": _metadata(body) or {},
                 "pricing": [],
             }
             doc["products"].append(entry)
@@ -328,7 +381,7 @@ async def create_product(request: Request, api: Api) -> Response:
     return reply({k: v for k, v in product.items() if k != "productAttributes"})
 
 
-async def get_product(request: Request, api: Api) -> Response:
+def get_product(request: Request, api: Api) -> Response:
     return reply(_product_body(api, request.path_params["ext"]))
 
 
@@ -353,8 +406,8 @@ def _rule_from(attribute: Any, index: int, currencies: set[str]) -> dict[str, An
             "POST customers/external/{id}/credits/grants",
             "unsupported",
         )
-    event = _text(pricing, "eventName", required=True)
-    currency = _text(pricing, "creditsCurrencyId", required=True)
+    event = _ident(pricing, "eventName", required=True)
+    currency = _ident(pricing, "creditsCurrencyId", required=True)
     if currency not in currencies:
         raise bad_request(f"{where}: unknown credit currency {currency!r}")
     rule: dict[str, Any] = {
@@ -364,7 +417,7 @@ def _rule_from(attribute: Any, index: int, currencies: set[str]) -> dict[str, An
     }
     pricing_input = _object(pricing, "pricingInput")
     if pricing_input is not None:
-        rule["quantity_path"] = pricing_input.get("path") or "quantity"
+        rule["quantity_path"] = _ident(pricing_input, "path") or "quantity"
     return rule
 
 
@@ -387,9 +440,9 @@ def _upsert_rule(rules: list[dict[str, Any]], new: dict[str, Any], at: str) -> N
     rules.append(new)
 
 
-async def update_product(request: Request, api: Api) -> Response:
-    ident = request.path_params["ext"]
-    body = await json_body(request, api)
+def update_product(request: Request, api: Api) -> Response:
+    ident = _path_id(request, "ext")
+    body = json_body(request, api)
     config = api.store.config()
     currencies = {c.key for c in config.currencies}
     attributes = body.get("productAttributes")
@@ -406,7 +459,7 @@ async def update_product(request: Request, api: Api) -> Response:
         if body.get("name") is not None:
             entry["name"] = _text(body, "name", required=True)
         if body.get("metadata") is not None:
-            entry["metadata"] = _object(body, "metadata")
+            entry["metadata"] = _metadata(body)
         at = iso(now())
         for rule in new_rules:
             _upsert_rule(entry.setdefault("pricing", []), rule, at)
@@ -417,9 +470,9 @@ async def update_product(request: Request, api: Api) -> Response:
 
 
 # --------------------------------------------------------------------------------- grants
-async def create_grant(request: Request, api: Api) -> Response:
-    ident = request.path_params["ext"]
-    body = await json_body(request, api)
+def create_grant(request: Request, api: Api) -> Response:
+    ident = _path_id(request, "ext")
+    body = json_body(request, api)
     config = api.store.config()
     customer = _customer(config, ident)
     key = _text(body, "creditCurrencyKey", required=True)
@@ -428,7 +481,7 @@ async def create_grant(request: Request, api: Api) -> Response:
         raise bad_request(f"unknown credit currency {key!r}")
     amount = _credits(body.get("amount"), "amount", positive=True)
     at = now()
-    starts, expires = _when(body, "startsAt"), _when(body, "expiresAt")
+    starts, expires = _when(body, "startsAt"), _when(body, "expiresAt", end=True)
     if starts is not None and starts > at:
         raise bad_request(f"startsAt {iso(starts)} is after the current server time {iso(at)}")
     if expires is not None and expires <= (starts or at):
@@ -486,7 +539,7 @@ def _replayed_grant(
         if Decimal(str(g["amount"])) != amount or g.get("expires_at") != iso(expires):
             continue
         default_start = doc["api_records"].get(f"grant:{g['id']}", {}).get("defaultStart")
-        started = _when(g, "starts_at")
+        started = _when(g, "starts_at", check=False)
         if starts is not None and started == starts and not default_start:
             return g
         if starts is None and default_start and at - started < REPLAY_WINDOW:
@@ -538,7 +591,7 @@ def _pools(api: Api, customer: str, names: dict[str, str]) -> list[dict[str, Any
     return list(pools.values())
 
 
-async def balances(request: Request, api: Api) -> Response:
+def balances(request: Request, api: Api) -> Response:
     config = api.store.config()
     customer = _customer(config, request.path_params["ext"])
     names = {c.key: c.name for c in config.currencies}
@@ -563,7 +616,7 @@ def _holder(seat: Seat, at: datetime) -> str | None:
     return None
 
 
-async def customer_state(request: Request, api: Api) -> Response:
+def customer_state(request: Request, api: Api) -> Response:
     config = api.store.config()
     customer = _customer(config, request.path_params["ext"])
     names = {c.key: c.name for c in config.currencies}
@@ -635,7 +688,7 @@ async def customer_state(request: Request, api: Api) -> Response:
 
 
 # --------------------------------------------------------------------------- transactions
-async def list_transactions(request: Request, api: Api) -> Response:
+def list_transactions(request: Request, api: Api) -> Response:
     q = request.query_params
     customer = q.get("externalCustomerId") or q.get("customerId")
     currency = q.get("creditCurrencyKey") or q.get("creditsCurrencyId")
@@ -684,7 +737,7 @@ async def list_transactions(request: Request, api: Api) -> Response:
     return reply({"data": data, "pagination": pagination(limit, offset, total)})
 
 
-async def pending_consumption(request: Request, api: Api) -> Response:
+def pending_consumption(request: Request, api: Api) -> Response:
     """Consumption no grant could fund yet: each pool's outstanding overage after the last run,
     oldest first; it leaves the list when a grant repays it."""
     config = api.store.config()
@@ -740,7 +793,7 @@ def _order_seat(
     }
 
 
-async def list_seats(request: Request, api: Api) -> Response:
+def list_seats(request: Request, api: Api) -> Response:
     config, customer = _order_customer(api, request.path_params["order"])
     limit, offset = int_param(request, "limit", 100, 1000), int_param(request, "offset", 0)
     at = now()
@@ -801,7 +854,7 @@ def _assign(
             )
     stamp = iso(at)
     if current is not None:
-        if _when(current, "from") == at:
+        if _when(current, "from", check=False) == at:
             doc["seat_assignments"].remove(current)
         else:
             current["until"] = stamp
@@ -811,19 +864,19 @@ def _assign(
 
 
 def _holder_entry(a: dict[str, Any], at: datetime) -> bool:
-    start, end = _when(a, "from"), _when(a, "until")
+    start, end = _when(a, "from", check=False), _when(a, "until", check=False)
     return (start is None or start <= at) and (end is None or at < end)
 
 
 def _seat_user(body: dict[str, Any], where: str) -> str | None:
     if "userExternalId" not in body:
         raise bad_request(f"{where}userExternalId is required (null unassigns the seat)")
-    return _text(body, "userExternalId")
+    return _ident(body, "userExternalId")
 
 
-async def update_seat(request: Request, api: Api) -> Response:
+def update_seat(request: Request, api: Api) -> Response:
     config, customer = _order_customer(api, request.path_params["order"])
-    body = await json_body(request, api)
+    body = json_body(request, api)
     user = _seat_user(body, "")
     at = now()
     with api.store.change() as doc:
@@ -832,17 +885,17 @@ async def update_seat(request: Request, api: Api) -> Response:
     return reply(_order_seat(seat, api, at))
 
 
-async def assign_seats(request: Request, api: Api) -> Response:
+def assign_seats(request: Request, api: Api) -> Response:
     config, customer = _order_customer(api, request.path_params["order"])
-    body = await json_body(request, api)
+    body = json_body(request, api)
     items = body.get("assignments")
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise bad_request("assignments must be a list of {seatId, userExternalId}")
     at = now()
     with api.store.change() as doc:
         for item in items:
-            seat_id = _text(item, "seatId", required=True)
-            user = _text(item, "userExternalId")
+            seat_id = _ident(item, "seatId", required=True)
+            user = _ident(item, "userExternalId")
             _assign(doc, api, config, customer, seat_id, user, at)
     seats = {s.id: s for s in api.store.config().seats}
     records = _records(api)

@@ -33,6 +33,8 @@ import yaml
 from pipelines.api.errors import ApiError
 from pipelines.lib.config import API_RECORDS, Config, ConfigError, load_config, parse_config
 from pipelines.lib.lake import fsync_dir, publish_file, temp_path
+from pipelines.lib.limits import MAX_CONFIG_FILE_BYTES
+from pipelines.lib.limits import now as clock
 
 API_FILE = "api.yaml"
 SECTIONS = (
@@ -57,7 +59,8 @@ def iso(value: datetime | None) -> str | None:
 
 
 def now() -> datetime:
-    return datetime.now(UTC)
+    """The project's clock (`TALLY_NOW` when set)."""
+    return clock()
 
 
 class Store:
@@ -67,6 +70,21 @@ class Store:
         self.dir = Path(config_dir)
         self.path = self.dir / API_FILE
         self._lock = threading.Lock()
+        self._parsed: dict[Path, tuple[tuple, Any]] = {}  # path -> (stat stamp, YAML document)
+
+    def _yaml(self, path: Path) -> Any:
+        """A YAML file's document, parsed again only when the file changed (by stat)."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self._parsed.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        self._parsed[path] = (stamp, doc)
+        return doc
 
     def config(self) -> Config:
         if not any(self.dir.glob("*.yaml")):
@@ -79,9 +97,8 @@ class Store:
             ) from None
 
     def document(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {}
-        if self.path.exists():
-            doc = yaml.load(self.path.read_text(encoding="utf-8"), Loader=_Loader) or {}
+        """`api.yaml` as a document (shared and cached: copy it before changing it)."""
+        doc: dict[str, Any] = self._yaml(self.path) or {}
         for section in SECTIONS:
             doc.setdefault(section, [])
         doc.setdefault(API_RECORDS, {})
@@ -98,7 +115,7 @@ class Store:
         for path in sorted(self.dir.glob("*.yaml")):
             if path.name == API_FILE or path.name.startswith("."):
                 continue
-            other = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
+            other = self._yaml(path) or {}
             entries = (other.get(section) or []) if isinstance(other, dict) else []
             if any(matches(e) for e in entries):
                 return path.name
@@ -109,7 +126,7 @@ class Store:
         """Yield `api.yaml` as a document to edit; validate everything, then replace the file."""
         with self._lock, open(self.dir / ".api.lock", "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            doc = self.document()
+            doc = copy.deepcopy(self.document())
             before = copy.deepcopy(doc)
             yield doc
             if doc == before:
@@ -126,6 +143,14 @@ class Store:
                 if p.name != API_FILE and not p.name.startswith(".")
             }
             sources[API_FILE] = text
+            size = len(text.encode())
+            if size > MAX_CONFIG_FILE_BYTES:
+                raise ApiError(
+                    400,
+                    f"the change would make config/{API_FILE} {size:,} bytes, over the "
+                    f"{MAX_CONFIG_FILE_BYTES:,}-byte limit",
+                    "config_too_large",
+                )
             try:
                 parse_config(sources)
             except ConfigError as exc:

@@ -39,6 +39,14 @@ import msgspec
 import pyarrow as pa
 import yaml
 
+from pipelines.lib.limits import (
+    MAX_CONFIG_FILE_BYTES,
+    MAX_DEPTH,
+    MAX_ID,
+    MAX_METADATA_BYTES,
+    depth,
+    window_problem,
+)
 from pipelines.lib.paths import PathError, format_path, parse_path, to_json_pointer
 
 SECTIONS = (
@@ -241,6 +249,8 @@ def _ident(value: object) -> str:
         raise ValueError(f"must be a string, got {_show(value)} (quote it)")
     if not value.strip():
         raise ValueError("must not be empty")
+    if len(value) > MAX_ID:
+        raise ValueError(f"is {len(value):,} characters, over the {MAX_ID} limit")
     return str(value)
 
 
@@ -279,10 +289,27 @@ def _time(value: object) -> datetime:
     if match.group(1) and len(match.group(1)) > 6:
         raise ValueError(f"{_show(value)} is more precise than a microsecond")
     try:
-        parsed = datetime.fromisoformat(f"{text[:10]}T{text[11:]}".upper())
-    except ValueError:
+        return datetime.fromisoformat(f"{text[:10]}T{text[11:]}".upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValueError(f"{_show(value)} is not a valid date and time") from None
-    return parsed.astimezone(UTC)
+
+
+def _start_time(value: object) -> datetime:
+    """A start (grant starts_at, rule or assignment `from`): in [2000-01-01, now + 1 year)."""
+    parsed = _time(value)
+    problem = window_problem(parsed)
+    if problem:
+        raise ValueError(problem)
+    return parsed
+
+
+def _end_time(value: object) -> datetime:
+    """An end (expires_at, `until`): at most 2100-01-01 (and after its start)."""
+    parsed = _time(value)
+    problem = window_problem(parsed, end=True)
+    if problem:
+        raise ValueError(problem)
+    return parsed
 
 
 def _json_value(value: object) -> object:
@@ -308,7 +335,13 @@ def _json_value(value: object) -> object:
 def _metadata(value: object) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"must be a mapping, got {_show(value)}")
-    return _json_value(value)  # type: ignore[return-value]
+    if depth(value) > MAX_DEPTH:
+        raise ValueError(f"is nested deeper than {MAX_DEPTH} levels")
+    converted = _json_value(value)
+    size = len(_JSON.encode(converted))
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"is {size:,} bytes as JSON, over the {MAX_METADATA_BYTES:,}-byte limit")
+    return converted  # type: ignore[return-value]
 
 
 def _quantity_path(value: object) -> str:
@@ -370,9 +403,12 @@ class _Entry:
             return None
         return self.get(key, convert)
 
-    def span(self, start: str, end: str) -> tuple[datetime | None, datetime | None] | None:
+    def span(
+        self, start: str, end: str, near: bool = True
+    ) -> tuple[datetime | None, datetime | None] | None:
         """The optional half-open range [start, end); None (reported) if it is empty."""
-        lo, hi = self.get(start, _time), self.get(end, _time)
+        lo = self.get(start, _start_time if near else _end_time)  # `near`: within a year
+        hi = self.get(end, _end_time)
         if lo is not None and hi is not None and hi <= lo:
             self.fail(f"{end} {format_time(hi)} is not after {start} {format_time(lo)}")
             return None
@@ -500,7 +536,7 @@ def _read_seat(e: _Entry, found: _Found) -> None:
     for index, raw in enumerate(e.get("assignments", _list, [])):
         where = f"{e.where}: {_label('assignments', index, raw, ('user',))}"
         a = _Entry(e.errors, where, raw, ("user", "from", "until"))
-        uid, span = a.need("user", _ident), a.span("from", "until")
+        uid, span = a.need("user", _ident), a.span("from", "until", near=False)
         if sid is not None and cid is not None and uid is not None and span is not None:
             found.assignments.append((where, SeatAssignment(sid, uid, *span)))
     if sid is not None and cid is not None:
@@ -509,7 +545,8 @@ def _read_seat(e: _Entry, found: _Found) -> None:
 
 def _read_seat_assignment(e: _Entry, found: _Found) -> None:
     """An assignment kept apart from its seat's entry (e.g. made through the HTTP API)."""
-    sid, uid, span = e.need("seat", _ident), e.need("user", _ident), e.span("from", "until")
+    sid, uid = e.need("seat", _ident), e.need("user", _ident)
+    span = e.span("from", "until", near=False)
     if sid is not None and uid is not None and span is not None:
         found.assignments.append((e.where, SeatAssignment(sid, uid, *span)))
 
@@ -517,8 +554,8 @@ def _read_seat_assignment(e: _Entry, found: _Found) -> None:
 def _read_grant(e: _Entry, found: _Found) -> None:
     gid, cid = e.need("id", _ident), e.need("customer", _ident)
     currency, amount = e.need("currency", _ident), e.need("amount", _amount)
-    starts = e.need("starts_at", _time)
-    seat, expires = e.get("seat", _ident), e.get("expires_at", _time)
+    starts = e.need("starts_at", _start_time)
+    seat, expires = e.get("seat", _ident), e.get("expires_at", _end_time)
     priority, origin = e.get("priority", _integer, DEFAULT_PRIORITY), e.get("origin", _ident)
     if starts is not None and expires is not None and expires <= starts:
         e.fail(f"expires_at {format_time(expires)} is not after starts_at {format_time(starts)}")
@@ -767,6 +804,11 @@ def load_config(config_dir: Path) -> Config:
         return cached[1]
     sources: dict[str, str] = {}
     for path in files:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_FILE_BYTES:
+            raise ConfigError(
+                [f"{path.name}: {size:,} bytes, over the {MAX_CONFIG_FILE_BYTES:,}-byte limit"]
+            )
         try:
             sources[path.name] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:

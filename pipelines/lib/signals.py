@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -32,21 +33,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.lib.lake import INCOMING_COLUMNS, Lake, LandResult
+from pipelines.lib.limits import MAX_DATA_BYTES, MAX_DEPTH, MAX_ID, show_time, time_window
 
-MAX_NAME = 256
-MAX_DATA_BYTES = 64 * 1024
+MAX_NAME = MAX_ID  # eventName, ids and idempotencyKey: characters
+_Id = Annotated[str, msgspec.Meta(max_length=MAX_ID)]
 _ABSENT = msgspec.Raw(b"")
 _NULL = b"null"
 
 
 class _CustomerRef(msgspec.Struct, gc=False):
-    customerId: str | None = None
-    externalCustomerId: str | None = None
+    customerId: _Id | None = None
+    externalCustomerId: _Id | None = None
 
 
 class _ProductRef(msgspec.Struct, gc=False):
-    productId: str | None = None
-    externalProductId: str | None = None
+    productId: _Id | None = None
+    externalProductId: _Id | None = None
 
 
 class _Wire(msgspec.Struct, gc=False):
@@ -61,7 +63,7 @@ class _Wire(msgspec.Struct, gc=False):
     attribution: _ProductRef | None = None
     timestamp: str | None = None  # parsed column-wise in Arrow (see _timestamps)
     data: msgspec.Raw = _ABSENT
-    idempotencyKey: Annotated[str, msgspec.Meta(max_length=MAX_NAME)] | None = None
+    idempotencyKey: _Id | None = None
     customerUnit: msgspec.Raw = _ABSENT
 
 
@@ -75,12 +77,80 @@ _INCOMING_SCHEMA = pa.schema(
 
 @dataclass
 class Validated:
-    """Accepted signals as Arrow columns (`INCOMING_COLUMNS`), plus rejects."""
+    """Accepted signals as Arrow columns (`INCOMING_COLUMNS`), plus rejects: `rejects` has the
+    position of each rejected document in the input (`index`), its `reason` and its bytes as
+    received (`raw`), in input order."""
 
     accepted: pa.Table
-    reject_index: list[int] = field(default_factory=list)
-    reject_reason: list[str] = field(default_factory=list)
-    reject_raw: list[bytes] = field(default_factory=list)
+    rejects: pa.Table = field(default_factory=lambda: _REJECT_SCHEMA.empty_table())
+
+    @property
+    def reject_index(self) -> list[int]:
+        return self.rejects.column("index").to_pylist()
+
+    @property
+    def reject_reason(self) -> list[str]:
+        return self.rejects.column("reason").to_pylist()
+
+    @property
+    def reject_raw(self) -> list[bytes]:
+        return self.rejects.column("raw").to_pylist()
+
+
+_REJECT_SCHEMA = pa.schema([("index", pa.int64()), ("reason", pa.string()), ("raw", pa.binary())])
+# A JSON string (escapes included) or one bracket: enough to measure nesting without recursion.
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_OPEN = frozenset(b"[{")
+
+
+def raw_depth(raw: bytes, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of raw JSON (an object or array is one level), counted up to `limit + 1`;
+    no recursion, so a document nested a million levels costs one scan."""
+    level = deepest = 0
+    for match in _TOKENS.finditer(raw):
+        char = raw[match.start()]
+        if char in _OPEN:
+            level += 1
+            if level > deepest:
+                deepest = level
+                if deepest > limit:
+                    return deepest
+        elif char != 0x22:  # '"'
+            level -= 1
+    return deepest
+
+
+def split_bulk(body: bytes) -> list[bytes] | None:
+    """The signals of `{"signals": [{...}, ...]}` as raw documents, found without recursion
+    (for bodies too deeply nested for the decoder); None if the body is not of that shape."""
+    level, key, items, start, gap_from = 0, b"", [], -1, -1
+    array_open = False
+    for match in _TOKENS.finditer(body):
+        at, char = match.start(), body[match.start()]
+        if char == 0x22:
+            if level == 1 and not array_open:
+                key = match.group()
+            continue
+        if char in _OPEN:
+            level += 1
+            if level == 2:
+                if char != 0x5B or key != b'"signals"' or array_open:
+                    return None
+                array_open, gap_from = True, at + 1
+            elif level == 3:
+                if char != 0x7B or body[gap_from:at].strip() not in (b"", b","):
+                    return None
+                if items and body[gap_from:at].strip() != b",":
+                    return None
+                start = at
+        else:
+            level -= 1
+            if level == 2:
+                items.append(body[start : at + 1])
+                gap_from = at + 1
+            elif level == 1 and array_open and body[gap_from:at].strip() != b"":
+                return None
+    return items if array_open and level == 0 else None
 
 
 def explain(raw: bytes) -> str:
@@ -89,6 +159,8 @@ def explain(raw: bytes) -> str:
         doc = _decode_any(raw)
     except msgspec.DecodeError as exc:
         return f"invalid JSON: {exc}"
+    except RecursionError:
+        return f"the signal is nested deeper than {MAX_DEPTH} levels"
     if not isinstance(doc, dict):
         return f"a signal must be a JSON object, got {_json_type(doc)}"
     return (
@@ -124,6 +196,8 @@ def _check_ref(
     for key in keys:
         if ref.get(key) is not None and not isinstance(ref[key], str):
             return f"{field}.{key} must be a string, got {_json_type(ref[key])}"
+        if isinstance(ref.get(key), str) and len(ref[key]) > MAX_NAME:
+            return f"{field}.{key} is {len(ref[key])} characters, over the {MAX_NAME} limit"
     return None
 
 
@@ -159,6 +233,9 @@ def validate(docs: Sequence[bytes]) -> Validated:
     """Validate raw JSON signals; accepted ones become Arrow columns, the rest get a reason.
 
     Blank documents (empty or whitespace-only lines of a JSONL file) are skipped, not rejected.
+    Every check after decoding runs column by column (Arrow), reasons included, so a batch of
+    bad signals costs about what a batch of good ones does; only a document that does not
+    decode as a signal at all is explained on its own.
     """
     was_enabled = gc.isenabled()
     gc.disable()  # the loop allocates millions of acyclic objects: no cycle collection needed
@@ -170,20 +247,26 @@ def validate(docs: Sequence[bytes]) -> Validated:
 
 
 def _validate(docs: Sequence[bytes]) -> Validated:
-    out = Validated(accepted=_INCOMING_SCHEMA.empty_table())
     sigs: list[_Wire] = []
     rows: list[int] = []
+    failed: list[int] = []
     for i, raw in enumerate(docs):
         try:
             sigs.append(_decode(raw))
             rows.append(i)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             if raw.strip():
-                out.reject_index.append(i)
-                out.reject_reason.append(explain(raw))
-                out.reject_raw.append(raw)
+                failed.append(i)
+    undecoded = pa.table(
+        {
+            "index": pa.array(failed, pa.int64()),
+            "reason": pa.array([explain(docs[i]) for i in failed], pa.string()),
+            "raw": pa.array([docs[i] for i in failed], pa.binary()),
+        },
+        schema=_REJECT_SCHEMA,
+    )
     if not sigs:
-        return out
+        return Validated(_INCOMING_SCHEMA.empty_table(), undecoded)
     # Column by column (comprehensions, then Arrow), not field by field per signal: ~3x faster.
     customers = [s.customer for s in sigs]
     cid = pa.array([c.customerId for c in customers], pa.string())
@@ -191,7 +274,8 @@ def _validate(docs: Sequence[bytes]) -> Validated:
     attributions = [s.attribution for s in sigs]
     pid = pa.array([a and a.productId for a in attributions], pa.string())
     epid = pa.array([a and a.externalProductId for a in attributions], pa.string())
-    stamps, bad_stamp = _timestamps(pa.array([s.timestamp for s in sigs], pa.string()))
+    stamp_text = pa.array([s.timestamp for s in sigs], pa.string())
+    stamps, bad_stamp, no_zone = _timestamps(stamp_text)
     data = _raw_column([s.data for s in sigs])
     units = _raw_column([s.customerUnit for s in sigs])
 
@@ -199,22 +283,48 @@ def _validate(docs: Sequence[bytes]) -> Validated:
     customer_ok = pc.or_(
         pc.fill_null(has_cid, False), pc.fill_null(pc.greater(pc.binary_length(ecid), 0), False)
     )
+    first, last = time_window()
+    early = pc.fill_null(pc.less(stamps, pa.scalar(first, _UTC_US)), False)
+    late = pc.fill_null(pc.greater_equal(stamps, pa.scalar(last, _UTC_US)), False)
     data_len = pc.binary_length(data)
     data_absent = pc.or_(pc.equal(data_len, 0), pc.equal(data, _NULL))
     data_object = pc.starts_with(data, "{")
-    data_ok = pc.or_(data_absent, pc.and_(data_object, pc.less_equal(data_len, MAX_DATA_BYTES)))
-    ok = pc.and_(pc.and_(customer_ok, pc.invert(bad_stamp)), data_ok)
-    all_ok = pc.all(ok).as_py()
-    if not all_ok:
-        for j in pc.indices_nonzero(pc.invert(ok)).to_pylist():
-            out.reject_index.append(rows[j])
-            out.reject_reason.append(_post_check_reason(sigs[j]))
-            out.reject_raw.append(docs[rows[j]])
-        if out.reject_index:
-            order = sorted(range(len(out.reject_index)), key=out.reject_index.__getitem__)
-            out.reject_index = [out.reject_index[k] for k in order]
-            out.reject_reason = [out.reject_reason[k] for k in order]
-            out.reject_raw = [out.reject_raw[k] for k in order]
+    too_big = pc.greater(data_len, MAX_DATA_BYTES)
+    too_deep = _too_deep(data)
+    bad_text = pc.or_(_invalid_utf8(data), _invalid_utf8(units))
+    quoted = _concat("timestamp '", stamp_text, "' ")
+    size = pc.cast(data_len, pa.string())
+    problems = [  # in the order a reason is chosen
+        (pc.invert(customer_ok), _CUSTOMER_REASON),
+        (no_zone, _concat(quoted, "has no time zone (RFC3339 needs Z or ±hh:mm)")),
+        (bad_stamp, _concat(quoted, "is not an RFC3339 date-time with a time zone")),
+        (early, _concat(quoted, f"is before {show_time(first)}, the earliest accepted")),
+        (late, _concat(quoted, f"is at or after {show_time(last)}, more than a year ahead")),
+        (pc.and_(pc.invert(data_absent), pc.invert(data_object)), _data_type_reason(data)),
+        (too_big, _concat("data is ", size, " bytes serialized, over the 64 KiB limit")),
+        (too_deep, f"data is nested deeper than {MAX_DEPTH} levels"),
+        (bad_text, "data or customerUnit is not valid UTF-8"),
+    ]
+    bad = pa.array(np.zeros(len(sigs), dtype=bool))
+    for mask, _ in problems:
+        bad = pc.or_(bad, mask)
+    if pc.any(bad).as_py():
+        reasons = _choose(problems, len(sigs))
+        where = pc.indices_nonzero(bad)
+        index = pc.take(pa.array(rows, pa.int64()), where)
+        checked = pa.table(
+            {
+                "index": index,
+                "reason": pc.take(reasons, where),
+                "raw": pa.array([docs[i] for i in index.to_pylist()], pa.binary()),
+            },
+            schema=_REJECT_SCHEMA,
+        )
+        rejects = pa.concat_tables([undecoded, checked])
+        rejects = rejects.take(pc.sort_indices(rejects.column("index"))) if failed else rejects
+    else:
+        rejects = undecoded
+    ok = pc.invert(bad)
     null_str = pa.scalar(None, pa.string())
     # The customerId form wins when both ids are present (as in the SDK); likewise productId.
     columns = {
@@ -228,35 +338,97 @@ def _validate(docs: Sequence[bytes]) -> Validated:
             null_str,
             pc.if_else(pc.greater(pc.binary_length(epid), 0), epid, null_str),
         ),
-        "customer_unit": _raw_json(units),
-        "data": _raw_json(data),
+        "customer_unit": _raw_json(units, ok),
+        "data": _raw_json(data, ok),
         "idempotency_key": pa.array([s.idempotencyKey for s in sigs], pa.string()),
     }
     accepted = pa.table(columns, schema=_INCOMING_SCHEMA)
-    out.accepted = accepted if all_ok else accepted.filter(ok)
-    return out
+    return Validated(accepted if rejects.num_rows == len(failed) else accepted.filter(ok), rejects)
+
+
+_CUSTOMER_REASON = "customer has no non-empty customerId or externalCustomerId"
+
+
+def _concat(*parts: str | pa.Array) -> pa.Array:
+    """Strings joined element-wise (a reason that quotes the value it is about)."""
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _choose(problems: list[tuple[pa.Array, str | pa.Array]], n: int) -> pa.Array:
+    """Per row, the reason of the first problem it has (null for none)."""
+    reasons = pa.nulls(n, pa.string())
+    for mask, reason in reversed(problems):
+        value = reason if isinstance(reason, pa.Array) else pa.scalar(reason, pa.string())
+        reasons = pc.if_else(pc.fill_null(mask, False), value, reasons)
+    return reasons
+
+
+def _data_type_reason(data: pa.Array) -> pa.Array:
+    """`data must be a JSON object, got ...` from the first byte of each value."""
+    head = pc.binary_slice(data, 0, 1)
+    kinds = [(b"[", "an array"), (b'"', "a string"), (b"t", "a boolean"), (b"f", "a boolean")]
+    kind = pa.scalar("a number", pa.string())
+    out = pa.repeat(kind, len(data))
+    for first, name in kinds:
+        out = pc.if_else(pc.equal(head, pa.scalar(first, pa.binary())), name, out)
+    return _concat("data must be a JSON object, got ", out)
+
+
+def _too_deep(data: pa.Array) -> pa.Array:
+    """Which values nest deeper than MAX_DEPTH: only values with more brackets than that can,
+    and only those are measured."""
+    brackets = pc.add(pc.count_substring(data, "{"), pc.count_substring(data, "["))
+    suspects = pc.fill_null(pc.greater(brackets, MAX_DEPTH), False)
+    if not pc.any(suspects).as_py():
+        return suspects
+    where = pc.indices_nonzero(suspects)
+    deep = [raw_depth(v) > MAX_DEPTH for v in pc.take(data, where).to_pylist()]
+    return pc.replace_with_mask(suspects, suspects, pa.array(deep, pa.bool_()))
+
+
+def _invalid_utf8(raw: pa.Array) -> pa.Array:
+    """Which binary values are not valid UTF-8 (msgspec keeps raw `data` unchecked)."""
+    try:
+        raw.cast(pa.string())
+        return pa.array(np.zeros(len(raw), dtype=bool))
+    except pa.ArrowInvalid:
+        pass
+    flags = []
+    for value in raw.to_pylist():
+        try:
+            value.decode("utf-8")
+            flags.append(False)
+        except UnicodeDecodeError:
+            flags.append(True)
+    return pa.array(flags, pa.bool_())
 
 
 _RFC3339 = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
+# What msgspec may still read (lowercase t/z, nanoseconds, +hhmm); anything else is invalid.
+_MAYBE = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})$"
+_NO_ZONE = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?$"
 _UTC_US = pa.timestamp("us", tz="UTC")
 
 
-def _timestamps(text: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """RFC3339 strings -> (UTC timestamps, which are invalid). Arrow parses the common shape in
-    bulk; the rare other spellings (lowercase t/z, nanoseconds, no zone) go through msgspec."""
+def _timestamps(text: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """RFC3339 strings -> (UTC timestamps, which are invalid, which lack a zone). Arrow parses
+    the common shape in bulk; the rare other spellings msgspec accepts (lowercase t/z,
+    nanoseconds, +hhmm) go through msgspec one by one; everything else is invalid, in bulk."""
+    present = text.is_valid()
     common = pc.fill_null(pc.match_substring_regex(text, _RFC3339), False)
     try:
         parsed = pc.if_else(common, text, pa.scalar(None, pa.string())).cast(_UTC_US)
-    except pa.ArrowInvalid:  # e.g. 2026-02-30 in the common shape: parse every value one by one
-        common = pa.array(np.zeros(len(text), dtype=bool))
+    except pa.ArrowInvalid:  # e.g. 2026-02-30 in the common shape: msgspec reads those
         parsed = pa.nulls(len(text), _UTC_US)
-    others = pc.and_(pc.invert(common), text.is_valid())
-    if not pc.any(others).as_py():
-        return parsed, others
-    values = [_parse_time(t) for t in text.filter(others).to_pylist()]
-    merged = pc.replace_with_mask(parsed, others, pa.array(values, _UTC_US))
-    bad = pc.and_(others, merged.is_null())
-    return merged, bad
+        common = pa.array(np.zeros(len(text), dtype=bool))
+    no_zone = pc.fill_null(pc.match_substring_regex(text, _NO_ZONE), False)
+    maybe = pc.fill_null(pc.match_substring_regex(text, _MAYBE), False)
+    maybe = pc.and_(maybe, pc.invert(common))
+    if pc.any(maybe).as_py():
+        values = [_parse_time(t) for t in text.filter(maybe).to_pylist()]
+        parsed = pc.replace_with_mask(parsed, maybe, pa.array(values, _UTC_US))
+    bad = pc.and_(pc.and_(present, parsed.is_null()), pc.invert(no_zone))
+    return parsed, bad, no_zone
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -277,25 +449,12 @@ def _raw_column(raws: list[msgspec.Raw]) -> pa.Array:
     ).cast(pa.binary())
 
 
-def _raw_json(raw: pa.Array) -> pa.Array:
-    """Raw JSON bytes as text; absent and `null` become SQL NULL."""
+def _raw_json(raw: pa.Array, ok: pa.Array) -> pa.Array:
+    """Raw JSON bytes as text; absent and `null` become SQL NULL, and so do rejected rows (which
+    may not be UTF-8)."""
     absent = pc.or_(pc.equal(pc.binary_length(raw), 0), pc.equal(raw, _NULL))
-    return pc.if_else(absent, pa.scalar(None, pa.binary()), raw).cast(pa.string())
-
-
-def _post_check_reason(sig: _Wire) -> str:
-    c = sig.customer
-    if not (c.customerId or c.externalCustomerId):
-        return "customer has no non-empty customerId or externalCustomerId"
-    t = sig.timestamp
-    if t is not None and _parse_time(t) is None:
-        return (
-            _check_timestamp(t) or f"timestamp {t!r} has no time zone (RFC3339 needs Z or ±hh:mm)"
-        )
-    d = bytes(sig.data)
-    if not d.startswith(b"{"):
-        return f"data must be a JSON object, got {_json_type(_decode_any(d))}"
-    return f"data is {len(d)} bytes serialized, over the 64 KiB limit"
+    keep = pc.and_(pc.invert(absent), ok)
+    return pc.if_else(keep, raw, pa.scalar(None, pa.binary())).cast(pa.string())
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -316,7 +475,10 @@ class IngestReport:
 
 OnErrors = Callable[[list[tuple[str, str]]], None]
 OnProgress = Callable[[int], None]
-_Add = Callable[[Validated, Callable[[int], str]], None]  # a _Batcher's add, for one input
+# Where document i of a chunk came from: prefix + str(i + base) + suffix (built column-wise).
+Locate = tuple[str, int, str]
+_Add = Callable[[Validated, Locate], None]  # a _Batcher's add, for one input
+MAX_REPORT_ERRORS = 10_000  # (location, reason) pairs kept in a report; every reject is counted
 
 
 class _Lander:
@@ -369,34 +531,36 @@ class _Batcher:
 
     def _reset(self) -> None:
         self.tables: list[pa.Table] = []
-        self.rejects: dict[str, list[str]] = {"location": [], "reason": [], "raw": [], "source": []}
-        # (report, accepted rows, errors) per added chunk, in order
-        self.segments: list[tuple[IngestReport, int, list[tuple[str, str]]]] = []
+        self.rejects: list[pa.Table] = []
+        # (report, accepted rows, rejects) per added chunk, in order
+        self.segments: list[tuple[IngestReport, int, pa.Table]] = []
         self.rows = 0
 
     def add(
         self,
         validated: Validated,
-        locate: Callable[[int], str],
+        locate: Locate,
         source: str,
         report: IngestReport,
     ) -> None:
-        accepted = validated.accepted
+        accepted, rejected = validated.accepted, validated.rejects
         if accepted.num_rows:
             column = pa.repeat(pa.scalar(source, pa.string()), accepted.num_rows)
             self.tables.append(accepted.append_column("source", column))
-            self.rows += accepted.num_rows
-        errors = []
-        for i, reason, raw in zip(
-            validated.reject_index, validated.reject_reason, validated.reject_raw, strict=True
-        ):
-            location = locate(i)
-            errors.append((location, reason))
-            self.rejects["location"].append(location)
-            self.rejects["reason"].append(reason)
-            self.rejects["raw"].append(raw.decode("utf-8", errors="replace"))
-            self.rejects["source"].append(source)
-        self.segments.append((report, accepted.num_rows, errors))
+        if rejected.num_rows:  # column-wise: a million rejects cost what a million signals do
+            prefix, base, suffix = locate
+            number = pc.cast(pc.add(rejected.column("index"), base), pa.string())
+            rejected = pa.table(
+                {
+                    "location": _concat(prefix, number, suffix),
+                    "reason": rejected.column("reason"),
+                    "raw": as_text(rejected.column("raw")),
+                    "source": pa.repeat(pa.scalar(source, pa.string()), rejected.num_rows),
+                }
+            )
+            self.rejects.append(rejected)
+        self.segments.append((report, accepted.num_rows, rejected))
+        self.rows += accepted.num_rows + rejected.num_rows  # rejects count: bounded batches
         if self.rows >= self.batch_rows:
             self.flush()
 
@@ -404,25 +568,43 @@ class _Batcher:
         if not self.segments:
             return
         incoming = pa.concat_tables(self.tables) if self.tables else _INCOMING_SCHEMA.empty_table()
-        rejects = pa.table(self.rejects) if self.rejects["location"] else None
+        rejects = pa.concat_tables(self.rejects) if self.rejects else None
         segments = self.segments
 
         def done(result: LandResult) -> None:
             flags = result.duplicate_flags
             start, errors = 0, []
-            for report, n, errs in segments:
+            for report, n, rejected in segments:
                 dups = int(flags[start : start + n].sum()) if n else 0
                 report.ingested += n - dups
                 report.duplicates += dups
-                report.failed += len(errs)
-                report.errors.extend(errs)
-                errors += errs
+                report.failed += rejected.num_rows
                 start += n
+                if not rejected.num_rows:
+                    continue
+                errs = list(
+                    zip(
+                        rejected.column("location").to_pylist(),
+                        rejected.column("reason").to_pylist(),
+                        strict=True,
+                    )
+                )
+                room = MAX_REPORT_ERRORS - len(report.errors)
+                report.errors.extend(errs[: max(room, 0)])
+                errors += errs
             if errors and self.on_errors:
                 self.on_errors(errors)
 
         self.lander.submit(incoming, rejects, done)
         self._reset()
+
+
+def as_text(raw: pa.Array) -> pa.Array:
+    """Raw bytes as text, invalid UTF-8 replaced (U+FFFD) so that a reject is always kept."""
+    try:
+        return raw.cast(pa.string())
+    except pa.ArrowInvalid:
+        return pa.array([v.decode("utf-8", errors="replace") for v in raw.to_pylist()], pa.string())
 
 
 def ingest_signals(
@@ -435,7 +617,7 @@ def ingest_signals(
     report = IngestReport()
     batcher = _Batcher(_Lander(lake, background=False), batch_rows, None)
     docs = [s if isinstance(s, bytes) else _encode_signal(s) for s in signals]
-    batcher.add(validate(docs), lambda i: f"{source}[{i}]", source, report)
+    batcher.add(validate(docs), (f"{source}[", 0, "]"), source, report)
     batcher.flush()
     return report
 
@@ -497,7 +679,7 @@ def _ingest_jsonl(
         nonlocal next_line
         validated, n_lines = result
         first = next_line
-        add(validated, lambda i: f"{path}:{first + i}")
+        add(validated, (f"{path}:", first, ""))
         next_line += n_lines
         if progress:
             progress(done)
@@ -531,7 +713,7 @@ def _ingest_json(path: Path, add: _Add) -> None:
     else:
         items, where = doc, ""
     docs = [bytes(r) for r in items]
-    add(validate(docs), lambda i: f"{path}:{where}[{i}]")
+    add(validate(docs), (f"{path}:{where}[", 0, "]"))
 
 
 _PARQUET_ALIASES = {
@@ -593,7 +775,7 @@ def _ingest_parquet(path: Path, add: _Add, progress: OnProgress | None) -> None:
     for record_batch in pf.iter_batches(batch_size=50_000, columns=sorted(set(columns.values()))):
         docs = _parquet_docs(record_batch.to_pylist(), columns)
         first = row
-        add(validate(docs), lambda i, first=first: f"{path}:row {first + i + 1}")
+        add(validate(docs), (f"{path}:row ", first + 1, ""))
         row += record_batch.num_rows
         if progress:
             progress(row)

@@ -43,7 +43,18 @@ def connect(
     threads = os.environ.get("TALLY_DUCKDB_THREADS")
     if threads:
         config["threads"] = threads
-    con = duckdb.connect(str(database), read_only=read_only, config=config)
+    if read_only and str(database) != ":memory:":
+        # Every read-only open is an instance of its own with the file attached: DuckDB shares
+        # one instance per file within a process, so a second open with other settings fails
+        # ("same database file with a different configuration") and an open while an older
+        # connection lives would see the file that publishing has since replaced.
+        con = duckdb.connect(":memory:", config=config)
+        name = '"' + Path(database).stem.replace('"', '""') + '"'
+        path = "'" + str(database).replace("'", "''") + "'"
+        con.execute(f"ATTACH {path} AS {name} (READ_ONLY)")
+        con.execute(f"USE {name}")
+    else:
+        con = duckdb.connect(str(database), read_only=read_only, config=config)
     con.execute("SET TimeZone = 'UTC'")
     if str(database) != ":memory:":  # the warehouse's views read files relative to its home
         home = Path(database).resolve().parent

@@ -76,7 +76,9 @@ def test_nasty_keys_are_just_keys(warehouse, key):
     path = '$["' + key.replace("\\", "\\\\").replace('"', '\\"') + '"]'
     result = breakdown(warehouse, [path])
     values: dict = {}  # per value, over the currencies (priced) and no currency (not priced)
-    for value, n in zip(result.table[path].to_pylist(), result.table["signals"].to_pylist()):
+    for value, n in zip(
+        result.table[path].to_pylist(), result.table["signals"].to_pylist(), strict=True
+    ):
         values[value] = values.get(value, 0) + n
     expected = sum(1 for i in range(240) if NASTY[i % len(NASTY)] == key)
     assert sum(v for k, v in values.items() if k is not None) == expected

@@ -84,7 +84,9 @@ def tally(*args: str, home: Path, columns: int = 200) -> subprocess.CompletedPro
 
 
 def test_the_workload_has_two_currencies(home):
-    currencies = rows(home.warehouse, "SELECT DISTINCT currency FROM fact_signal WHERE status = 'priced'")
+    currencies = rows(
+        home.warehouse, "SELECT DISTINCT currency FROM fact_signal WHERE status = 'priced'"
+    )
     assert {c for (c,) in currencies} == {"credits", "api_calls"}
 
 
@@ -122,9 +124,10 @@ def test_currency_status_and_recipient_are_built_in_keys(home, force):
     assert got == sorted(expected)
     priced = breakdown(home.warehouse, ["currency"], status="priced", force_signals=force)
     assert "status priced only" in priced.note
-    assert sum(priced.table["signals"].to_pylist()) == rows(
-        home.warehouse, "SELECT count(*) FROM fact_signal WHERE status = 'priced'"
-    )[0][0]
+    assert (
+        sum(priced.table["signals"].to_pylist())
+        == rows(home.warehouse, "SELECT count(*) FROM fact_signal WHERE status = 'priced'")[0][0]
+    )
     assert "every accepted signal" in breakdown(home.warehouse, ["team"]).note
 
 
@@ -186,10 +189,14 @@ def test_day_boundaries_are_utc_whatever_the_session_time_zone(home):
         "SELECT count(*) FROM fact_signal WHERE timestamp >= TIMESTAMPTZ '2026-11-02 00:00:00+00' "
         "AND timestamp < TIMESTAMPTZ '2026-11-03 00:00:00+00'",
     )[0][0]
-    assert rows(
-        home.warehouse, "SELECT count(*) FROM fact_signal WHERE day = DATE '2026-11-02'",
-        tz="America/Los_Angeles",
-    )[0][0] == late_evening
+    assert (
+        rows(
+            home.warehouse,
+            "SELECT count(*) FROM fact_signal WHERE day = DATE '2026-11-02'",
+            tz="America/Los_Angeles",
+        )[0][0]
+        == late_evening
+    )
     rollup = rows(
         home.warehouse,
         "SELECT day, sum(signals) FROM signal_rollup GROUP BY 1 ORDER BY 1",
@@ -264,8 +271,14 @@ def test_every_analyst_facing_object_and_column_is_commented(home):
         "SELECT comment FROM duckdb_columns() WHERE table_name = 'fact_signal' "
         "AND column_name = 'status'",
     )[0][0]
-    for word in ("priced", "unknown_customer", "unattributed", "unknown_product", "unpriced",
-                 "invalid_quantity"):
+    for word in (
+        "priced",
+        "unknown_customer",
+        "unattributed",
+        "unknown_product",
+        "unpriced",
+        "invalid_quantity",
+    ):
         assert word in status
     internal = rows(
         home.warehouse,
@@ -295,14 +308,15 @@ def test_hot_keys_are_columns_named_after_their_keys(home, tmp_path):
     odd.config_dir.mkdir(parents=True)
     for f in (REPO / "data" / "config").glob("*.yaml"):
         shutil.copy(f, odd.config_dir / f.name)
-    (odd.config_dir / "keys.yaml").write_text(
-        """hot_keys: [team, 'we"ird key', status, $.a.b]\n"""
-    )
+    (odd.config_dir / "keys.yaml").write_text("""hot_keys: [team, 'we"ird key', status, $.a.b]\n""")
     publish(odd, load_config(odd.config_dir))
     columns = [c for (c,) in rows(odd.warehouse, "SELECT column_name FROM (DESCRIBE fact_signal)")]
     assert columns[-4:] == ["team", 'we"ird key', "data.status", "a.b"]
     assert rows(odd.warehouse, "SELECT column_name FROM dim_hot_key ORDER BY position") == [
-        ("team",), ('we"ird key',), ("data.status",), ("a.b",)
+        ("team",),
+        ('we"ird key',),
+        ("data.status",),
+        ("a.b",),
     ]
 
 
@@ -356,7 +370,9 @@ def test_demo_summary_spent_is_the_whole_period_and_hints_keep_home(home):
         "WHERE recipient_type = 'organization' GROUP BY ALL",
     ):
         spent[(customer, currency)] = total
-    line = next(x for x in proc.stdout.splitlines() if x.strip().startswith("cus_acme") and "credits" in x)
+    line = next(
+        x for x in proc.stdout.splitlines() if x.strip().startswith("cus_acme") and "credits" in x
+    )
     assert f"{spent[('cus_acme', 'credits')]:.6f}" in line
     hints = proc.stdout.split("Next:")[1].splitlines()
     tally_hints = [h for h in hints if "tally " in h]

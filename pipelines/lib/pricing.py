@@ -117,7 +117,11 @@ def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> Prepared:
     for name, fn in (("tally_exact_number", exact_number), ("tally_exact_product", exact_product)):
         try:
             con.create_function(
-                name, fn, ["VARCHAR", "VARCHAR"], "VARCHAR", null_handling="special",
+                name,
+                fn,
+                ["VARCHAR", "VARCHAR"],
+                "VARCHAR",
+                null_handling="special",
                 side_effects=False,
             )
         except duckdb.CatalogException:

@@ -1,31 +1,36 @@
-"""Incremental engine runs equal a from-scratch run (PRODUCT.md §5, late signals and backdated
-configuration), and recompute no more than what changed.
+"""Dagster is the orchestrator: the billing runs it plans equal a from-scratch run, and do no
+more than what changed.
 
-A synthetic workload (`pipelines.lib.synth`) is landed day by day, file by file, exactly like
-`tally ingest` does, and processed by `run_engine`. Then something changes (a late signal, a
-duplicate resend, backdated grants, a new day, a changed or added pricing rule) and the engine runs
-again. Every output table under `<home>/engine` is then compared, row for row, with a second, fresh
-home that landed the same signals in the same order, with the final configuration, and ran once.
-Landing in the same order gives the same `seq`/`signal_id`; only `received_at` (the wall clock of
-landing) is left out of the comparison.
+A synthetic workload is landed file by file, like `tally ingest` does, into a home whose clock is
+pinned (`TALLY_NOW`) so that its partitions end on the workload's last day. The code location is
+loaded fresh on that home, Dagster's records say what is missing or unsynced
+(`plan.compute_work`), and the runs execute in-process through the `billing_run` job, as
+`tally run` does. Then something changes (a late signal, a duplicate resend, backdated grants, a
+new day, a changed pricing rule) and only the affected partitions become unsynced. Every output
+under `<home>/engine` is compared, row for row, with a fresh home that landed the same signals in
+the same order and ran once from scratch (`run_engine`, no Dagster); only `received_at` (the wall
+clock of landing) is left out.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
+import yaml
 
 from pipelines.lib import lake as lake_module
 from pipelines.lib.config import load_config
-from pipelines.lib.engine import RunResult, run_engine
+from pipelines.lib.engine import run_engine
 from pipelines.lib.home import Home
+from pipelines.lib.instance import ensure_instance
 from pipelines.lib.lake import Lake
 from pipelines.lib.signals import ingest_file, ingest_signals
 from pipelines.lib.synth import synth
@@ -96,14 +101,17 @@ def land(home: Home, signals: list[dict | bytes]) -> None:
 # ------------------------------------------------------------------------------ comparison
 
 
+OUTPUTS = ("fact_signal", "signal_rollup", "balance_snapshot", "grant_balance", "credit_event")
+
+
 def outputs(home: Home) -> dict[str, list[tuple]]:
     """Every engine output table: its partitions (dates, empty ones included) and its rows."""
     con = duckdb.connect()
     out: dict[str, list[tuple]] = {}
     try:
-        for table_dir in sorted(p for p in home.engine_dir.iterdir() if p.is_dir()):
+        for table_dir in sorted(p for p in home.engine_dir.iterdir() if p.name in OUTPUTS):
             files = sorted(table_dir.glob("date=*/*.parquet"))
-            partitions = sorted({f.parent.name for f in files})  # a day may hold late parts
+            partitions = sorted({f.parent.name for f in files})
             out[f"{table_dir.name} partitions"] = [tuple(partitions)]
             if not files:
                 continue
@@ -112,12 +120,6 @@ def outputs(home: Home) -> dict[str, list[tuple]]:
             )
             columns = [c for c in rel.columns if c != "received_at"]  # the wall clock of landing
             rows = rel.select(*[duckdb.ColumnExpression(c) for c in columns]).fetchall()
-            if table_dir.name == "signal_rollup":  # late parts split a day's groups: sum them
-                rel.create_view("rollup_parts", replace=True)
-                rows = con.sql(
-                    "SELECT * EXCLUDE (signals, quantity, credits), sum(signals), sum(quantity), "
-                    "sum(credits) FROM rollup_parts GROUP BY ALL"
-                ).fetchall()
             out[table_dir.name] = sorted(rows, key=repr)
     finally:
         con.close()
@@ -139,21 +141,6 @@ def assert_same_outputs(incremental: Home, scratch: Home) -> None:
     assert any(
         want[t] for t in ("fact_signal", "balance_snapshot", "grant_balance", "credit_event")
     )
-
-
-def priced_days(result: RunResult) -> list[str]:
-    return [p.day for p in result.priced]
-
-
-def ledger_days(result: RunResult) -> list[str]:
-    return [] if result.ledger is None else list(result.ledger.days)
-
-
-def mtimes(home: Home) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in home.engine_dir.rglob("*.parquet")}
-
-
-# ------------------------------------------------------------------------------ tests
 
 
 def _late_changes(home: Home, workload) -> tuple[list[dict | bytes], str]:
@@ -205,211 +192,270 @@ grants:
     return [late, resend], backdated
 
 
-def test_late_signal_and_backdated_grants_equal_a_from_scratch_run(workload, new_home) -> None:
-    home = new_home("incremental", workload.config_dir)
-    land_files(home, workload.signal_files)
-    first = run_engine(home)
-    assert priced_days(first) == days(1, 10)
-    assert ledger_days(first) == days(1, 10)
+# ------------------------------------------------------------------------------ Dagster
 
-    signals, backdated = _late_changes(home, workload)
-    land(home, signals)
-    (home.config_dir / "backdated.yaml").write_text(backdated)
-    second = run_engine(home)
-    # The late signal re-prices day 3, the resend lands in (and re-prices) day 5, the seat grant
-    # (in force on days 3-5) may change recipients there; days 1-2 and 6-10 keep their prices.
-    assert day(3) in priced_days(second)
-    assert set(priced_days(second)) <= set(days(3, 5))
-    assert ledger_days(second) == days(3, 10)  # everything downstream of day 3, nothing before
 
-    scratch = new_home("scratch", home.config_dir)  # the final configuration, both files
+@pytest.fixture()
+def dagster_on(monkeypatch: pytest.MonkeyPatch):
+    """`dagster_on(home, last_day)`: the code location loaded fresh on `home`, with the clock
+    pinned to the day after `last_day` (so yesterday, the last partition, is `last_day`)."""
+
+    def load(home: Home, last_day: str):
+        now = (date.fromisoformat(last_day) + timedelta(days=1)).isoformat() + "T06:00:00Z"
+        monkeypatch.setenv("TALLY_HOME", str(home.root))
+        monkeypatch.setenv("TALLY_NOW", now)
+        monkeypatch.setenv("DAGSTER_HOME", str(ensure_instance(home.root)))
+        for name in list(sys.modules):
+            if name.startswith("pipelines.defs") or name == "pipelines.definitions":
+                del sys.modules[name]
+        from pipelines.definitions import defs
+        from pipelines.defs.billing import plan
+
+        return defs(), plan
+
+    return load
+
+
+def bill(home: Home, plan) -> tuple[object, list]:
+    """What `tally run` does: plan from Dagster's records, execute; (work, outcomes)."""
+    config = load_config(home.config_dir)
+    instance = dg.DagsterInstance.get()
+    work = plan.compute_work(instance, home, config, plan.billed_days(config))
+    outcomes = plan.execute(work)
+    assert all(not o.problems for o in outcomes), [o.problems for o in outcomes]
+    return work, outcomes
+
+
+def pending(home: Home, plan):
+    config = load_config(home.config_dir)
+    return plan.compute_work(dg.DagsterInstance.get(), home, config, plan.billed_days(config))
+
+
+def scratch_of(new_home, workload, home: Home, name: str, extra: list | None = None) -> Home:
+    """A fresh home with `home`'s configuration, the workload landed in order, then `extra`."""
+    scratch = new_home(name, home.config_dir)
     land_files(scratch, workload.signal_files)
-    land(scratch, signals)
-    once = run_engine(scratch)
-    assert priced_days(once) == days(1, 10)
+    if extra:
+        land(scratch, extra)
+    return scratch
+
+
+def test_a_run_then_nothing_then_exactly_the_late_day(workload, new_home, dagster_on) -> None:
+    home = new_home("dagster", workload.config_dir)
+    land_files(home, workload.signal_files)
+    _, plan = dagster_on(home, day(10))
+    work, _ = bill(home, plan)
+    assert work.price_days == days(1, 10) and work.ledger_from == day(1)
+    assert pending(home, plan).empty  # a second run has nothing to do
+
+    late, backdated = _late_changes(home, workload)
+    land(home, late[:1])  # one late signal for day 3
+    work = pending(home, plan)
+    assert work.price_days == [day(3)] and work.ledger_from == day(3)
+    assert [(a, s) for a, s in work.runs()] == [
+        ([plan.FACT_SIGNAL], (day(3), day(3))),
+        ([plan.BALANCE_SNAPSHOT, plan.WAREHOUSE], (day(3), day(10))),
+    ]
+    bill(home, plan)
+    assert pending(home, plan).empty
+    scratch = scratch_of(new_home, workload, home, "scratch", late[:1])
+    run_engine(scratch, until=date.fromisoformat(day(10)))
     assert_same_outputs(home, scratch)
 
-    # the late signal is there, charged to the seat whose grant was backdated
-    seat = next(
-        g.seat_id for g in load_config(home.config_dir).grants if g.id == "grant_backdated_seat"
-    )
-    rel = duckdb.read_parquet(str(home.engine_dir / "fact_signal" / "*" / "*.parquet"))
-    row = (
-        rel.filter("idempotency_key = 'late-signal-day-3'")
-        .select("status, credits, recipient_type, recipient_id")
-        .fetchall()
-    )
-    assert row == [("priced", Decimal("0.625"), "seat", seat)]  # 0.25 x "2.5"
+
+def test_backdated_grants_rerun_the_ledger_and_reprice_only_the_seats_days(
+    workload, new_home, dagster_on
+) -> None:
+    home = new_home("dagster", workload.config_dir)
+    land_files(home, workload.signal_files)
+    _, plan = dagster_on(home, day(10))
+    bill(home, plan)
+    late, backdated = _late_changes(home, workload)
+    with open(home.config_dir / "backdated.yaml", "w") as fh:
+        fh.write(backdated)
+    work = pending(home, plan)
+    # The seat grant (day 3 noon to day 6) decides recipients on days 3..5; the ledger reruns
+    # from day 3, the first day whose grants changed.
+    assert work.price_days == days(3, 5) and work.ledger_from == day(3)
+    bill(home, plan)
+    assert pending(home, plan).empty
+    scratch = scratch_of(new_home, workload, home, "scratch")
+    run_engine(scratch, until=date.fromisoformat(day(10)))
+    assert_same_outputs(home, scratch)
 
 
-def test_a_new_day_recomputes_only_that_day_and_a_rerun_does_nothing(workload11, new_home) -> None:
+def test_a_changed_price_reprices_only_the_days_it_covers(workload, new_home, dagster_on) -> None:
+    home = new_home("dagster", workload.config_dir)
+    land_files(home, workload.signal_files)
+    _, plan = dagster_on(home, day(10))
+    bill(home, plan)
+    path = home.config_dir / "company.yaml"
+    document = yaml.safe_load(path.read_text())
+    product = next(p for p in document["products"] if p.get("pricing"))
+    product["pricing"].append(
+        {
+            "event": "never_sent_event",
+            "currency": product["pricing"][0]["currency"],
+            "credit_cost": 1,
+            "from": f"{day(4)}T00:00:00Z",
+            "until": f"{day(6)}T00:00:00Z",
+        }
+    )
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    work = pending(home, plan)
+    assert work.price_days == days(4, 5) and work.ledger_from == day(4)
+
+
+def _own_day_lines(path: Path, d: str) -> list[bytes]:
+    """The lines of a day's file dated that day (the file also carries late signals)."""
+    out = []
+    for line in path.read_bytes().splitlines():
+        try:
+            stamp = json.loads(line).get("timestamp") or ""
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(stamp, str) and stamp.startswith(d):
+            out.append(line)
+    return out
+
+
+def test_a_new_day_is_billed_alone(workload11, new_home, dagster_on) -> None:
     *ten, eleventh = workload11.signal_files
-    assert eleventh.name == f"day-{day(11)}.jsonl"
-    # Day 11's file also carries late signals for earlier days: keep only day 11's own.
-    own = [
-        line
-        for line in eleventh.read_bytes().splitlines()
-        if line.strip() and _timestamp(line).startswith(day(11))
-    ]
+    own = _own_day_lines(eleventh, day(11))
     assert len(own) > 100
-
-    home = new_home("incremental", workload11.config_dir)
+    home = new_home("dagster", workload11.config_dir)
     land_files(home, ten)
-    assert ledger_days(run_engine(home)) == days(1, 10)
+    _, plan = dagster_on(home, day(10))
+    bill(home, plan)
     land(home, own)
-    result = run_engine(home)
-    assert priced_days(result) == [day(11)]
-    assert ledger_days(result) == [day(11)]
-
-    before = mtimes(home)
-    again = run_engine(home)
-    assert priced_days(again) == [] and again.ledger is None
-    assert mtimes(home) == before  # not a single output rewritten
-
+    _, plan = dagster_on(home, day(11))  # the next day: day 11 is over and becomes a partition
+    work = pending(home, plan)
+    assert work.price_days == [day(11)] and work.ledger_from == day(11)
+    assert [a for a, _ in work.runs()] == [
+        [plan.FACT_SIGNAL, plan.BALANCE_SNAPSHOT, plan.WAREHOUSE]
+    ]
+    bill(home, plan)
+    assert pending(home, plan).empty
     scratch = new_home("scratch", workload11.config_dir)
     land_files(scratch, ten)
     land(scratch, own)
-    run_engine(scratch)
+    run_engine(scratch, until=date.fromisoformat(day(11)))
     assert_same_outputs(home, scratch)
 
 
-def _timestamp(line: bytes) -> str:
-    try:
-        doc = json.loads(line)
-    except ValueError:
-        return ""
-    value = doc.get("timestamp") if isinstance(doc, dict) else None
-    return value if isinstance(value, str) else ""
-
-
-def test_a_changed_pricing_rule_reprices_only_the_days_it_covers(workload, new_home) -> None:
-    home = new_home("incremental", workload.config_dir)
+def test_single_partitions_empty_days_and_rematerialization(workload, new_home, dagster_on) -> None:
+    """What the UI's Materialize button does: exactly the partitions asked for, each with its own
+    metadata; a day without signals is an empty partition; the ledger refuses a broken chain."""
+    home = new_home("dagster", workload.config_dir)
     land_files(home, workload.signal_files)
-    run_engine(home)
+    defs, plan = dagster_on(home, day(12))  # days 11 and 12 have no signals
+    instance = dg.DagsterInstance.get()
+    job = defs.resolve_job_def("billing_run")
 
-    # 1. A new price for a rule in force from some day on: those days (and no others) re-price.
-    config = load_config(home.config_dir)
-    rule = next(
-        r
-        for p in config.products
-        for r in p.pricing
-        if r.valid_from is not None and r.valid_until is None
-    )
-    from_day = rule.valid_from.date()
-    assert day(2) <= from_day.isoformat() <= day(9)
-    path = home.config_dir / "company.yaml"
-    text = path.read_text()
-    cost_line = f"credit_cost: {rule.credit_cost.normalize():f}"
-    assert text.count(cost_line) == 1, cost_line
-    path.write_text(text.replace(cost_line, "credit_cost: 1.333333"))
-    covered = [d for d in days(1, 10) if d >= from_day.isoformat()]
-    result = run_engine(home)
-    assert priced_days(result) == covered
-    assert ledger_days(result) == covered
+    def materialize(keys, partition):
+        return job.execute_in_process(
+            instance=instance, asset_selection=keys, partition_key=partition, raise_on_error=False
+        )
 
-    # 2. A new rule for an event that was never priced (outreach's `email_opened`), in force on
-    # days 7-8 only: those two days re-price.
-    text = path.read_text()
-    anchor = "  - external_id: outreach\n    name: Outreach agent\n    pricing:\n"
-    assert text.count(anchor) == 1
-    rule_line = (
-        f"      - {{event: email_opened, currency: credits, credit_cost: 0.01, "
-        f"from: '{day(7)}T00:00:00Z', until: '{day(9)}T00:00:00Z'}}\n"
-    )
-    path.write_text(text.replace(anchor, anchor + rule_line))
-    result = run_engine(home)
-    assert priced_days(result) == days(7, 8)
-    assert ledger_days(result) == days(7, 10)
+    result = materialize([plan.FACT_SIGNAL], day(11))
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("fact_signal")
+    assert mat.partition == day(11) and mat.metadata["row_count"].value == 0
 
-    scratch = new_home("scratch", home.config_dir)
-    land_files(scratch, workload.signal_files)
-    run_engine(scratch)
-    assert_same_outputs(home, scratch)
-    ((n, lo, hi),) = (
-        duckdb.read_parquet(str(home.engine_dir / "fact_signal" / "*" / "*.parquet"))
-        .filter("event_name = 'email_opened' AND status = 'priced'")
-        .aggregate("count(*), min(timestamp)::DATE::VARCHAR, max(timestamp)::DATE::VARCHAR")
-        .fetchall()
-    )
-    assert n > 0 and lo >= day(7) and hi <= day(8)
+    result = materialize([plan.FACT_SIGNAL], day(4))
+    (mat,) = result.asset_materializations_for_node("fact_signal")
+    con = duckdb.connect()
+    landed = con.execute(
+        "SELECT count(*) FROM read_parquet($f) WHERE NOT is_duplicate",
+        {"f": [str(f.path) for f in Lake(home.lake).files(date=day(4))]},
+    ).fetchall()[0][0]
+    assert mat.partition == day(4) and mat.metadata["row_count"].value == landed > 0
+    assert sum(mat.metadata["statuses"].value.values()) == landed
+    again = materialize([plan.FACT_SIGNAL], day(4))  # a force: the day is priced again
+    (mat2,) = again.asset_materializations_for_node("fact_signal")
+    assert mat2.metadata["row_count"].value == landed
+
+    broken = materialize([plan.BALANCE_SNAPSHOT], day(5))
+    assert not broken.success
+    failure = next(e for e in broken.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message
+    assert f"materialize balance_snapshot from {day(1)} through {day(5)}" in message
+    assert "Traceback" not in message
 
 
-def test_backdated_grants_alone_rerun_the_ledger_and_reprice_a_seats_days(
-    workload, new_home
+def test_sensor_and_schedule_request_exactly_the_missing_runs(
+    workload, new_home, dagster_on
 ) -> None:
-    """No new signal at all: a backdated pool grant re-runs the ledger from its first day; a
-    backdated grant of a seat that had none moves its users' signals of the days it covers (and
-    only those days) from the organization pool to the seat."""
-    home = new_home("incremental", workload.config_dir)
+    from pipelines.defs.resources import TallyHome
+
+    home = new_home("dagster", workload.config_dir)
     land_files(home, workload.signal_files)
-    run_engine(home)
-    config = load_config(home.config_dir)
+    defs, plan = dagster_on(home, day(10))
+    instance = dg.DagsterInstance.get()
+    sensor = defs.resolve_sensor_def("billing_sensor")
+    schedule = defs.resolve_schedule_def("daily_billing")
+    assert sensor.description and schedule.description
 
-    (home.config_dir / "backdated.yaml").write_text(f"""
-grants:
-  - {{id: grant_backdated_pool, customer: {config.customers[0].external_id}, seat: null,
-     currency: credits, amount: 25.5, starts_at: '{day(4)}T06:00:00Z', priority: 1}}
-""")
-    result = run_engine(home)
-    assert priced_days(result) == []
-    assert ledger_days(result) == days(4, 10)
-
-    with_grants = {g.seat_id for g in config.grants if g.seat_id is not None}
-    seat = next(s for s in config.seats if s.id not in with_grants and s.assignments)
-    with (home.config_dir / "backdated.yaml").open("a") as fh:
-        fh.write(f"""  - {{id: grant_backdated_seat, customer: {seat.customer_id}, seat: {seat.id},
-     currency: credits, amount: 3, starts_at: '{day(3)}T00:00:00Z',
-     expires_at: '{day(9)}T00:00:00Z'}}
-""")
-    result = run_engine(home)
-    assert priced_days(result) and set(priced_days(result)) <= set(days(3, 8))
-    assert ledger_days(result) == days(3, 10)
-
-    scratch = new_home("scratch", home.config_dir)
-    land_files(scratch, workload.signal_files)
-    run_engine(scratch)
-    assert_same_outputs(home, scratch)
-    ((charged,),) = (
-        duckdb.read_parquet(str(scratch.engine_dir / "fact_signal" / "*" / "*.parquet"))
-        .filter(f"recipient_id = '{seat.id}'")
-        .aggregate("count(*)")
-        .fetchall()
+    context = dg.build_sensor_context(instance=instance, resources={"tally": TallyHome()})
+    (request,) = sensor.evaluate_tick(context).run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == day(1)
+    assert request.tags["dagster/asset_partition_range_end"] == day(10)
+    when = datetime.fromisoformat(f"{day(11)}T00:15:00+00:00")
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=when, resources={"tally": TallyHome()}
     )
-    assert charged > 0  # the seat grant did move signals: the re-pricing was needed
+    (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.run_key == f"daily-{day(11)}"
+
+    bill(home, plan)
+    context = dg.build_sensor_context(instance=instance, resources={"tally": TallyHome()})
+    tick = sensor.evaluate_tick(context)
+    assert not tick.run_requests and "up to date" in tick.skip_message
 
 
-def test_late_signals_are_priced_alone_into_bounded_late_parts(workload, new_home) -> None:
-    """Days that only receive late signals price just those, into parts of their own; after
-    MAX_LATE_FILES parts the day is priced whole again. Every step equals a from-scratch run."""
-    from pipelines.lib.pricing import MAX_LATE_FILES, fact_signal_files
+def test_blocking_checks_stop_the_run_before_publishing(
+    workload, new_home, dagster_on, monkeypatch
+) -> None:
+    """A pricing bug that drops a signal, or charges a key twice, fails its check: the ledger
+    and the warehouse do not run."""
+    from pipelines.lib import engine
 
-    home = new_home("incremental", workload.config_dir)
+    home = new_home("dagster", workload.config_dir)
     land_files(home, workload.signal_files)
-    run_engine(home)
-    customer = load_config(home.config_dir).customers[0].external_id
-    sent: list[dict] = []
-    counts = []
-    for batch in range(MAX_LATE_FILES + 2):
-        late = [
-            {
-                "eventName": "email_sent",
-                "customer": {"externalCustomerId": customer},
-                "attribution": {"externalProductId": "outreach"},
-                "timestamp": f"{day(d)}T10:00:0{batch % 10}Z",
-                "idempotencyKey": f"late-{batch}-{d}",
-            }
-            for d in (3, 4)
-        ]
-        land(home, late)
-        sent += late
-        result = run_engine(home)
-        assert priced_days(result) == [day(3), day(4)]
-        assert ledger_days(result) == days(3, 10)
-        counts.append(len(fact_signal_files(home.engine_dir, day(3))))
-    # one late part per run, until the day is priced whole again
-    assert counts == [*range(2, MAX_LATE_FILES + 2), 1, 2]
-    scratch = new_home("scratch", home.config_dir)
-    land_files(scratch, workload.signal_files)
-    land(scratch, sent)
-    run_engine(scratch)
-    assert_same_outputs(home, scratch)
+    _, plan = dagster_on(home, day(10))
+    real_price = engine.price
+
+    def tamper(sql: str):
+        def price(home_, config, days_, progress=None):
+            out = real_price(home_, config, days_, progress)
+            for f in home_.engine_dir.glob(f"fact_signal/date={day(2)}/*.parquet"):
+                con = duckdb.connect()
+                con.execute(f"COPY ({sql.format(f=str(f))}) TO '{f}.t' (FORMAT parquet)")
+                Path(f"{f}.t").replace(f)
+            return out
+
+        return price
+
+    for check, sql in (
+        ("one_status_per_signal", "SELECT * FROM read_parquet('{f}') OFFSET 1"),
+        (
+            "idempotency_charged_once",
+            "SELECT * FROM read_parquet('{f}') UNION ALL "
+            "(SELECT * FROM read_parquet('{f}') WHERE idempotency_key IS NOT NULL "
+            "AND status = 'priced' LIMIT 1)",
+        ),
+    ):
+        monkeypatch.setattr(engine, "price", tamper(sql))
+        config = load_config(home.config_dir)
+        work = plan.compute_work(dg.DagsterInstance.get(), home, config, days(1, 10))
+        outcomes = plan.execute(work)
+        problems = [p for o in outcomes for p in o.problems]
+        assert any(check in p for p in problems), problems
+        assert not home.warehouse.exists()
+        assert "balance_snapshot" not in {k for o in outcomes for k in o.materialized}
+    # Fixed (the real pricing again): the failed day is priced again and the rest follows.
+    monkeypatch.setattr(engine, "price", real_price)
+    work = pending(home, plan)
+    assert day(2) in work.price_days and work.ledger_from == day(1)
+    bill(home, plan)
+    assert home.warehouse.exists() and pending(home, plan).empty

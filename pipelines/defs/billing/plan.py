@@ -113,6 +113,22 @@ def _materialization_tags(instance, key: dg.AssetKey, days: list[str]) -> dict[s
     return out
 
 
+def materialization_pointers(
+    instance: dg.DagsterInstance, key: dg.AssetKey, days: list[str]
+) -> dict[str, tuple[int, str, float]]:
+    """Per day: (storage id, run id, timestamp) of the latest materialization of `key`."""
+    ids = instance.get_latest_storage_id_by_partition(key, _MAT, partitions=set(days))
+    out = {}
+    todo = sorted(ids.values())
+    for i in range(0, len(todo), 500):
+        batch = todo[i : i + 500]
+        for record in instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, storage_ids=batch), limit=len(batch)
+        ).records:
+            out[record.partition_key] = (record.storage_id, record.run_id, record.timestamp)
+    return out
+
+
 def _unsynced(instance, key: dg.AssetKey, deps: dict[dg.AssetKey, object], days) -> set[str]:
     """Days of `key` never materialized, or with an input updated since."""
     tags = _materialization_tags(instance, key, days)
@@ -130,8 +146,34 @@ def _unsynced(instance, key: dg.AssetKey, deps: dict[dg.AssetKey, object], days)
 def _chain_breaks(instance, days: list[str]) -> set[str]:
     """Ledger days materialized before the day before them was (re)materialized."""
     ids = instance.get_latest_storage_id_by_partition(BALANCE_SNAPSHOT, _MAT)
+    return {d for prev, d in zip(days, days[1:], strict=False) if ids.get(prev, 0) > ids.get(d, 0)}
+
+
+PRICING_CHECKS = ("one_status_per_signal", "idempotency_charged_once")
+LEDGER_CHECKS = ("conservation",)
+
+
+def unchecked(
+    instance: dg.DagsterInstance, key: dg.AssetKey, checks: tuple[str, ...], days: list[str]
+) -> dict[str, str]:
+    """Materialized days of `key` whose latest materialization has not passed every one of
+    `checks` (failed, or not checked since): {day: the first such check}."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus as Status,
+    )
+
+    done = instance.get_latest_storage_id_by_partition(key, _MAT, partitions=set(days))
+    keys = [dg.AssetCheckKey(key, name) for name in checks]
+    passed: dict[str, set[str]] = defaultdict(set)
+    for info in instance.event_log_storage.get_asset_check_partition_info(
+        keys, partition_keys=list(done)
+    ):
+        if info.latest_execution_status == Status.SUCCEEDED and info.is_current:
+            passed[info.partition_key].add(info.check_key.name)
     return {
-        d for prev, d in zip(days, days[1:], strict=False) if ids.get(prev, 0) > ids.get(d, 0)
+        d: next(c for c in checks if c not in passed[d])
+        for d in sorted(done)
+        if passed[d] != set(checks)
     }
 
 
@@ -186,9 +228,7 @@ def _blocks(days: list[str]) -> list[list[str]]:
     return blocks
 
 
-def compute_work(
-    instance: dg.DagsterInstance, home: Home, config: Config, days: list[str]
-) -> Work:
+def compute_work(instance: dg.DagsterInstance, home: Home, config: Config, days: list[str]) -> Work:
     """Observe the sources, then ask Dagster's records what is missing or unsynced in `days`
     (the billed days through the last one to bring up to date)."""
     from pipelines.lib.warehouse import is_current
@@ -197,10 +237,12 @@ def compute_work(
     if not days:
         return work
     observe(instance, home, config, days)
-    work.price_days = sorted(
-        _unsynced(instance, FACT_SIGNAL, {SIGNALS: _OBS, PRICING_CONFIG: _OBS}, days)
-    )
+    price = _unsynced(instance, FACT_SIGNAL, {SIGNALS: _OBS, PRICING_CONFIG: _OBS}, days)
+    # A day whose blocking checks failed is priced again (and fails again until it is fixed):
+    # its files are never built upon.
+    work.price_days = sorted(price | set(unchecked(instance, FACT_SIGNAL, PRICING_CHECKS, days)))
     ledger = ledger_unsynced(instance, days) | set(work.price_days)
+    ledger |= set(unchecked(instance, BALANCE_SNAPSHOT, LEDGER_CHECKS, days))
     work.ledger_from = min(ledger, default=None)
     published = instance.fetch_materializations(WAREHOUSE, limit=1).records
     ledger_ids = instance.get_latest_storage_id_by_partition(BALANCE_SNAPSHOT, _MAT)
@@ -286,8 +328,10 @@ def execute(work: Work, progress: ProgressFn | None = None) -> list[RunOutcome]:
                     outcome.rows[name] = outcome.rows.get(name, 0) + int(rows.value)
             elif kind == "STEP_FAILURE":
                 error = event.event_specific_data.error
-                message = (error.message or "").strip().splitlines()
-                outcome.problems.append(f"{event.step_key}: {message[-1] if message else error}")
+                while error.cause is not None:  # the user's own error, not Dagster's wrappers
+                    error = error.cause
+                message = (error.message or "").strip().splitlines() or [error.cls_name or ""]
+                outcome.problems.append(f"{event.step_key}: {message[-1].strip()}")
             elif kind == "ASSET_CHECK_EVALUATION":
                 evaluation = event.event_specific_data
                 if not evaluation.passed:

@@ -32,10 +32,18 @@ def next_billing_run(
     return request or dg.SkipReason("every billed day is up to date")
 
 
+DESCRIPTION = (
+    "Every minute: records the days whose signals or configuration changed (late signals, a "
+    "backdated grant, a price change) as new source versions, and runs exactly the partitions "
+    "that became missing or unsynced, one run at a time. Nothing when nothing changed."
+)
+
+
 @dg.sensor(
     job=billing_run,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    description=DESCRIPTION,
 )
 def billing_sensor(context: dg.SensorEvaluationContext, tally: TallyHome):
     """Every minute: records the days whose signals or configuration changed (late signals, a

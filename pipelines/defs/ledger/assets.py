@@ -73,6 +73,14 @@ def balance_snapshot(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.
             f"fact_signal {unpriced[0]} was never materialized: materialize fact_signal "
             f"{unpriced[0]}..{unpriced[-1]} first"
         )
+    failed = plan.unchecked(
+        context.instance, fact_signal.key, plan.PRICING_CHECKS, engine.day_range(first, last)
+    )
+    if failed:
+        day, check = next(iter(failed.items()))
+        raise dg.Failure(
+            f"fact_signal {day} has not passed its check {check}: the ledger does not build on it"
+        )
     engine.ledger(home, config, first, last, START.isoformat())
     days = engine.day_range(first, last)
     for day, m in _day_metadata(home.engine_dir, days).items():

@@ -4,7 +4,7 @@ import dagster as dg
 
 from pipelines.defs.ledger.assets import balance_snapshot
 from pipelines.defs.partitions import DAILY
-from pipelines.defs.pricing.checks import result
+from pipelines.defs.pricing.checks import per_day
 from pipelines.defs.resources import TallyHome
 from pipelines.lib import checks
 
@@ -16,4 +16,10 @@ def conservation(context: dg.AssetCheckExecutionContext, tally: TallyHome) -> dg
     grant: amount = used + expired + remaining."""
     home = tally.resolve()
     last = context.partition_key_range.end
-    return result(checks.conservation(home, tally.config(), last), "unbalanced")
+    by_day: dict[str, list[tuple]] = {}
+    for row in checks.conservation(home, tally.config(), last):
+        scope, at = row[0], row[4]
+        # A day's own identities name their day; the cumulative ones hold at the last day.
+        day = at if scope == "day" and at in context.partition_keys else last
+        by_day.setdefault(day, []).append(row)
+    return per_day(context, by_day, "unbalanced")

@@ -1,24 +1,60 @@
 """Blocking checks on each priced day: the ledger and the warehouse wait for them."""
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
+from pipelines.defs.billing import plan
 from pipelines.defs.partitions import DAILY
 from pipelines.defs.pricing.assets import fact_signal
 from pipelines.defs.resources import TallyHome
 from pipelines.lib import checks
 
 
-def result(offenders: list[tuple], what: str) -> dg.AssetCheckResult:
-    """Passed when there is no offender; otherwise the count and the first 20 of them."""
+def _metadata(offenders: list[tuple], what: str) -> dict:
+    return {
+        "offenders": len(offenders),
+        "sample": dg.MetadataValue.md(
+            "\n".join(f"- {what}: {row}" for row in offenders[:20]) or "none"
+        ),
+    }
+
+
+def per_day(
+    context: dg.AssetCheckExecutionContext, by_day: dict[str, list[tuple]], what: str
+) -> dg.AssetCheckResult:
+    """Record one evaluation per checked day (so each partition shows passed or failed, whatever
+    range the run covered), and return the result of the whole range."""
+    key = context.check_specs[0].key
+    days = list(context.partition_keys)
+    pointers = plan.materialization_pointers(context.instance, key.asset_key, days)
+    for day in days:
+        offenders = by_day.get(day, [])
+        target = pointers.get(day)
+        context.op_execution_context.log_event(
+            dg.AssetCheckEvaluation(
+                asset_key=key.asset_key,
+                check_name=key.name,
+                passed=not offenders,
+                partition=day,
+                severity=dg.AssetCheckSeverity.ERROR,
+                blocking=True,
+                metadata=_metadata(offenders, what),
+                target_materialization_data=(
+                    AssetCheckEvaluationTargetMaterializationData(
+                        storage_id=target[0], run_id=target[1], timestamp=target[2]
+                    )
+                    if target
+                    else None
+                ),
+            )
+        )
+    everything = [row for rows in by_day.values() for row in rows]
     return dg.AssetCheckResult(
-        passed=not offenders,
+        passed=not everything,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "offenders": len(offenders),
-            "sample": dg.MetadataValue.md(
-                "\n".join(f"- {what}: {row}" for row in offenders[:20]) or "none"
-            ),
-        },
+        metadata=_metadata(everything, what),
     )
 
 
@@ -29,7 +65,9 @@ def one_status_per_signal(
     """Every accepted, de-duplicated signal of the day is in fact_signal exactly once, with
     exactly one known status (priced, unknown_customer, unattributed, unknown_product, unpriced,
     invalid_quantity)."""
-    return result(checks.signal_status(tally.resolve(), list(context.partition_keys)), "signal")
+    home = tally.resolve()
+    by_day = {d: checks.signal_status(home, [d]) for d in context.partition_keys}
+    return per_day(context, by_day, "signal")
 
 
 @dg.asset_check(asset=fact_signal, blocking=True, partitions_def=DAILY)
@@ -38,4 +76,6 @@ def idempotency_charged_once(
 ) -> dg.AssetCheckResult:
     """No idempotency key is charged twice, and the charged copy of a key is the first copy the
     lake ever received."""
-    return result(checks.idempotency(tally.resolve(), list(context.partition_keys)), "key")
+    home = tally.resolve()
+    by_day = {d: checks.idempotency(home, [d]) for d in context.partition_keys}
+    return per_day(context, by_day, "key")

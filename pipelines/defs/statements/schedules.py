@@ -13,11 +13,20 @@ statement_run = dg.define_asset_job(
 )
 
 
+DESCRIPTION = (
+    "Checks daily at 01:00 UTC (after the billing run) and runs once per month: when the "
+    "oldest month without final statements has closed (its end + the grace period) and the "
+    "ledger has processed its last day, materializes that month's partition, which finalizes "
+    "it."
+)
+
+
 @dg.schedule(
     job=statement_run,
     cron_schedule="0 1 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=DESCRIPTION,
 )
 def monthly_statements_schedule(context: dg.ScheduleEvaluationContext):
     """Checks daily at 01:00 UTC (after the billing run) and runs once per month: when the

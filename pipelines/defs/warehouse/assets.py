@@ -3,7 +3,9 @@
 import dagster as dg
 import duckdb
 
+from pipelines.defs.billing import plan
 from pipelines.defs.ledger.assets import balance_snapshot
+from pipelines.defs.partitions import DAILY
 from pipelines.defs.pricing.assets import fact_signal
 from pipelines.defs.resources import TallyHome
 from pipelines.lib.warehouse import publish
@@ -15,10 +17,21 @@ from pipelines.lib.warehouse import publish
     kinds={"duckdb"},
     pool="tally_writer",
 )
-def warehouse(tally: TallyHome) -> dg.MaterializeResult:
+def warehouse(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.MaterializeResult:
     """`warehouse.duckdb`: fact_signal, fact_credit_transaction, balance_snapshot, raw_signal and
     the dim_* tables over every billed day, replaced atomically so that readers never block or
     break. Runs only after the blocking checks of the days it publishes pass."""
+    days = DAILY.get_partition_keys()
+    for key, names in (
+        (fact_signal.key, plan.PRICING_CHECKS),
+        (balance_snapshot.key, plan.LEDGER_CHECKS),
+    ):
+        failed = plan.unchecked(context.instance, key, names, days)
+        if failed:
+            day, check = next(iter(failed.items()))
+            raise dg.Failure(
+                f"not published: {key.to_user_string()} {day} has not passed its check {check}"
+            )
     home = tally.resolve()
     path = publish(home, tally.config())
     con = duckdb.connect(str(path), read_only=True)

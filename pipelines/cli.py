@@ -68,8 +68,10 @@ def _home(home: Path | None) -> Home:
 
     h = resolve_home(home)
     os.environ["TALLY_HOME"] = str(h.root)
-    if "DAGSTER_HOME" not in os.environ or home is not None:
-        os.environ["DAGSTER_HOME"] = str(ensure_instance(h.root))
+    # `TALLY_DAGSTER_HOME` names another instance directory (e.g. one on PostgreSQL); a
+    # DAGSTER_HOME set for other projects is never used.
+    chosen = os.environ.get("TALLY_DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = chosen or str(ensure_instance(h.root))
     return h
 
 
@@ -354,10 +356,10 @@ def balances(
             raise fail(f"--as-of {as_of!r} is not a date (YYYY-MM-DD)") from None
     con = connect(h.warehouse, read_only=True)
     day = as_of or con.execute("SELECT max(date)::VARCHAR FROM balance_snapshot").fetchall()[0][0]
-    rel = con.execute(
+    rel = con.execute(  # balances_as_of: the one end-of-day definition (balance_end_of_day.sql)
         "SELECT customer_id, recipient_type, recipient_id, currency, opening_balance, granted, "
-        "spent, expired, closing_balance, available, overage FROM balance_snapshot "
-        "WHERE date = CAST($day AS DATE) AND ($customer IS NULL OR customer_id = $customer) "
+        "spent, expired, closing_balance, available, overage FROM balances_as_of($day) "
+        "WHERE $customer IS NULL OR customer_id = $customer "
         "ORDER BY customer_id, recipient_type, recipient_id, currency",
         {"day": day, "customer": customer},
     )
@@ -526,28 +528,57 @@ def statement(
     home: HomeOpt = None,
     fmt: Annotated[
         str | None,
-        typer.Option("--format", help="html, json or csv (default: from --out's suffix, or json)."),
+        typer.Option(
+            "--format",
+            help="html, json, csv or pdf (default: from --out's suffix, else json).",
+        ),
     ] = None,
     out_path: Annotated[
-        Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
+        Path | None,
+        typer.Option("--out", help="Write to this file (.html, .json, .csv or .pdf)."),
     ] = None,
 ) -> None:
     """A customer's monthly statement: final once the month has closed (its end plus
-    TALLY_STATEMENT_GRACE_DAYS, default 3), else open. Finalizes the months that are due."""
+    TALLY_STATEMENT_GRACE_DAYS, default 3) and the ledger has processed it, else open (and it
+    says why). Finalizes the months that are due. PDF through headless Chromium."""
     from pipelines.lib.closing import statement as get_statement
-    from pipelines.lib.render import FORMATS
+    from pipelines.lib.render import FORMATS, SUFFIXES, RenderError, html_to_pdf, statement_html
     from pipelines.lib.statements import Month, StatementError
 
-    suffix = out_path.suffix.lstrip(".").lower() if out_path else ""
-    fmt = fmt or (suffix if suffix in FORMATS else "json")
-    if fmt not in FORMATS:
-        raise fail(f"--format must be html, json or csv, not {fmt!r}")
+    kinds = "html, json, csv or pdf"
+    if fmt is not None and fmt not in (*FORMATS, "pdf"):
+        raise fail(f"--format must be {kinds}, not {fmt!r}")
+    if out_path is not None:
+        suffix = out_path.suffix.lstrip(".").lower()
+        if suffix not in SUFFIXES:
+            raise fail(
+                f"--out {out_path}: unknown suffix {out_path.suffix or '(none)'!r}; "
+                "use .html, .json, .csv or .pdf"
+            )
+        if fmt is not None and fmt != SUFFIXES[suffix]:
+            raise fail(f"--format {fmt} does not match --out {out_path}")
+        fmt = SUFFIXES[suffix]
+    fmt = fmt or "json"
+    if fmt == "pdf" and out_path is None:
+        raise fail("a PDF needs --out FILE.pdf")
     h = _home(home)
     try:
         doc = get_statement(h, customer, Month.parse(month))
     except StatementError as exc:
         raise fail(str(exc)) from None
-    _write_output(FORMATS[fmt](doc), out_path, f"the {doc['status']} statement of {month}")
+    what = f"the {doc['status']} statement of {month}"
+    if fmt in ("html", "pdf"):
+        page = statement_html(doc, source=str(h.warehouse))
+        if fmt == "pdf":
+            try:
+                html_to_pdf(page, out_path)
+            except RenderError as exc:
+                raise fail(str(exc)) from None
+            err.print(f"wrote {what} to {out_path}", highlight=False, soft_wrap=True)
+            return
+        _write_output(page, out_path, what)
+        return
+    _write_output(FORMATS[fmt](doc), out_path, what)
 
 
 @app.command()

@@ -105,3 +105,74 @@ def _offline(route) -> None:
         route.continue_()
     else:
         route.abort()
+
+
+A4_PRINT_WIDTH = 703  # CSS px of an A4 page's printable width: (210 mm - 2 x 12 mm) at 96 dpi
+_OVERFLOW_JS = """() => {
+    // Every element whose content is wider than its box (clipped or spilling), and every
+    // element that sticks out of the page's main column.
+    const main = document.querySelector('main');
+    const right = main.getBoundingClientRect().right + 0.5;
+    const bad = [];
+    for (const el of document.querySelectorAll('main *')) {
+        if (el.closest('svg') && el.tagName.toLowerCase() !== 'svg') continue;
+        const box = el.getBoundingClientRect();
+        const name = el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined
+            ? '.' + el.className : '');
+        if (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).display !== 'inline')
+            bad.push(`${name} scrollWidth ${el.scrollWidth} > clientWidth ${el.clientWidth}: `
+                     + el.textContent.slice(0, 60));
+        else if (box.right > right)
+            bad.push(`${name} right edge ${box.right} > main ${right}: `
+                     + el.textContent.slice(0, 60));
+    }
+    if (document.documentElement.scrollWidth > window.innerWidth)
+        bad.push(`page scrollWidth ${document.documentElement.scrollWidth} > ${window.innerWidth}`);
+    return bad;
+}"""
+
+
+@dataclass(frozen=True)
+class Layout:
+    screenshot: Path
+    overflows: list[str]  # elements wider than their container (empty: everything fits)
+    height: int
+
+
+def layout_in_chromium(
+    html_file: Path, screenshot: Path, width: int, print_media: bool = False, pdf: Path | None = None
+) -> Layout:
+    """Open `html_file` at `width` CSS px (screen, or print media as on an A4 page), take a
+    full-page screenshot, list what does not fit, and optionally print it to `pdf` (A4)."""
+    if not CHROMIUM.exists():
+        if os.environ.get("TALLY_REQUIRE_CHROMIUM"):
+            pytest.fail(f"{CHROMIUM} is missing (.ci/run installs Debian's chromium)")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.route("**/*", _offline)
+            if print_media:
+                page.emulate_media(media="print")
+            page.goto(html_file.as_uri(), wait_until="load")
+            page.screenshot(path=str(screenshot), full_page=True)
+            overflows = page.evaluate(_OVERFLOW_JS)
+            height = page.evaluate("document.documentElement.scrollHeight")
+            if pdf is not None:
+                page.pdf(path=str(pdf), format="A4", prefer_css_page_size=True)
+        finally:
+            browser.close()
+    return Layout(screenshot, overflows, height)
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]

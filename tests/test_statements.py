@@ -403,9 +403,14 @@ def test_statement_html_renders_in_chromium(fresh_home, tmp_path):
     shown = render_in_chromium(page, tmp_path / "statement.png")
     assert shown.errors == []
     assert shown.screenshot.stat().st_size > 20_000
-    pools = {b["recipient_id"] for b in doc["balances"] if b["recipient_type"] == "organization"}
-    seats = {b["recipient_id"] for b in doc["balances"] if b["recipient_type"] == "seat"}
-    assert seats and len(shown.charts) >= 1 + len(pools) + len(seats)
+    pools = {
+        (b["recipient_id"], b["currency"])
+        for b in doc["balances"]
+        if b["recipient_type"] == "organization"
+    }
+    currencies = {b["currency"] for b in doc["balances"]}
+    # One daily chart per currency and a burn-down per pool; seats are table rows, not charts.
+    assert len(shown.charts) == len(currencies) + len(pools)
     for chart in shown.charts:
         assert chart["width"] > 100 and chart["height"] > 100 and chart["shapes"] > 0
     html = page.read_text()
@@ -475,12 +480,12 @@ def test_tally_statement_right_after_tally_run(tmp_path):
         "--month",
         "11/2026",
         "--format",
-        "pdf",
+        "xml",
         home=home,
         TALLY_NOW="2026-12-05",
         check=False,
     )
-    assert bad.returncode == 2 and "--format must be html, json or csv" in bad.stderr
+    assert bad.returncode == 2 and "--format must be html, json, csv or pdf" in bad.stderr
     close_lake(Home(home))
 
 
@@ -516,3 +521,102 @@ def test_dagster_statement_assets_and_schedule(fresh_home, monkeypatch):
     result = tally_report(tally=resource)
     assert (fresh_home.root / "reports" / "report.html").exists()
     assert result.metadata["pools"] >= 2
+
+
+# ------------------------------------------------------------------------------ fit to send
+
+
+def test_an_open_statement_says_exactly_why(nov_home):
+    doc = closing.statement(nov_home, "cus_acme", NOV, at=IN_GRACE)
+    assert doc["status"] == "open"
+    assert doc["open_because"].startswith("November 2026 closes after 2026-12-03")
+    # The ledger behind the month's last day (it runs through yesterday: a month with quiet
+    # last days still closes); the reason names the day it has reached.
+    behind = closing.open_because(nov_home, NOV, NOV_CLOSED, 3, date(2026, 11, 14))
+    assert behind == (
+        "the ledger has processed through 2026-11-14, not 2026-11-30, the last day of "
+        "November 2026"
+    )
+    both = closing.open_because(nov_home, NOV, datetime(2026, 11, 20, tzinfo=UTC), 3,
+                                date(2026, 11, 14))
+    assert "processed through 2026-11-14" in both and "closes after 2026-12-03" in both
+    page = render.statement_html(doc)
+    assert "Not final yet:" in page and "closes after 2026-12-03" in page
+
+
+def test_html_shows_2_decimals_a_summary_first_and_seats_with_their_users(nov_home):
+    doc = closing.statement(nov_home, "cus_acme", NOV, at=IN_GRACE)
+    page = render.statement_html(doc, source="/somewhere/warehouse.duckdb")
+    import re
+
+    assert not re.search(r"\d\.\d{3,}", page)  # never 6 decimals in the page
+    assert "2 decimal places" in page and "exact to 6" in page
+    assert page.index("<h2>Summary</h2>") < page.index("Details") < page.index("Balances by pool")
+    total = doc["totals"][0]
+    assert render.money(total["closing_balance"]) in page
+    assert "/somewhere/warehouse.duckdb" in page
+    users = render.seat_users(doc)
+    seat = next(b["recipient_id"] for b in doc["balances"] if b["recipient_type"] == "seat")
+    assert users[seat] and f"Seat {seat} <span class=\"muted\">· {users[seat]}</span>" in page
+    assert render.money("-2.005") == "-2.01" and render.money("0.004") == "0.00"
+
+
+def test_csv_has_totals_per_currency(nov_home):
+    doc = closing.statement(nov_home, "cus_acme", NOV, at=IN_GRACE)
+    rows = list(csv.DictReader(io.StringIO(render.statement_csv(doc))))
+    totals = {(r["currency"], r["item"]): r["credits"] for r in rows if r["section"] == "total"}
+    for t in doc["totals"]:
+        assert totals[(t["currency"], "closing_balance")] == t["closing_balance"]
+        assert totals[(t["currency"], "spent")] == t["spent"]
+    products = [r for r in rows if r["section"] == "product_event"]
+    for r in rows:
+        if r["section"] == "product_event_total":
+            mine = [p for p in products if p["currency"] == r["currency"]]
+            assert D(r["credits"]) == sum(D(p["credits"]) for p in mine)
+            assert int(r["signals"]) == sum(int(p["signals"]) for p in mine)
+            assert len(r["credits"].split(".")[1]) == 6
+
+
+@pytest.mark.parametrize("width,media", [(1024, "screen"), ("a4", "print")])
+def test_statement_tables_fit_at_1024_px_and_in_a4_print(nov_home, tmp_path, width, media):
+    from statement_helpers import A4_PRINT_WIDTH, layout_in_chromium
+
+    doc = closing.statement(nov_home, "cus_acme", NOV, at=IN_GRACE)
+    page = tmp_path / "statement.html"
+    page.write_text(render.statement_html(doc, source=str(nov_home.warehouse)), encoding="utf-8")
+    pdf = tmp_path / "statement.pdf" if media == "print" else None
+    shown = layout_in_chromium(
+        page,
+        tmp_path / f"statement-{media}.png",
+        A4_PRINT_WIDTH if width == "a4" else width,
+        print_media=media == "print",
+        pdf=pdf,
+    )
+    assert shown.overflows == []
+    assert shown.screenshot.stat().st_size > 20_000
+    if pdf is not None:
+        assert pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_tally_statement_writes_a_real_pdf_and_refuses_unknown_suffixes(fresh_home, tmp_path):
+    from statement_helpers import CHROMIUM
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing")
+    args = ("statement", "--customer", "cus_acme", "--month", "2026-11")
+    pdf = tmp_path / "acme.pdf"
+    proc = tally(*args, "--out", str(pdf), home=fresh_home, TALLY_NOW="2026-12-02")
+    assert "wrote the open statement of 2026-11" in proc.stderr
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and b"/Type /Page" in data and len(data) > 10_000
+    for bad in ("acme.txt", "acme", "acme.PDFX"):
+        proc = tally(*args, "--out", str(tmp_path / bad), home=fresh_home,
+                     TALLY_NOW="2026-12-02", check=False)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+        assert "unknown suffix" in proc.stderr and not (tmp_path / bad).exists()
+    proc = tally(*args, "--format", "json", "--out", str(tmp_path / "x.csv"), home=fresh_home,
+                 TALLY_NOW="2026-12-02", check=False)
+    assert proc.returncode == 2 and "does not match" in proc.stderr
+    csv_out = tmp_path / "acme.csv"
+    tally(*args, "--out", str(csv_out), home=fresh_home, TALLY_NOW="2026-12-02")
+    assert ",total," in csv_out.read_text()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from xml.sax.saxutils import escape
 
 from markupsafe import Markup
@@ -33,6 +33,12 @@ def _scale(values: list[float], ticks: int = 4) -> tuple[float, float, list[floa
     low, high = math.floor(low / step) * step, math.ceil(high / step) * step
     count = round((high - low) / step)
     return low, high, [low + i * step for i in range(count + 1)]
+
+
+def _shown(value: Decimal | str) -> str:
+    """A data point's tooltip value: 2 decimals, rounded half away from zero (as the pages)."""
+    exact = Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"{abs(exact) if exact == 0 else exact:,.2f}"
 
 
 def _label(value: float) -> str:
@@ -115,7 +121,7 @@ def line_chart(title: str, points: Sequence[Point], width: int = 960, height: in
         css = "dot negative" if float(value) < 0 else "dot"
         body.append(
             f'<circle class="{css}" cx="{x:.1f}" cy="{y:.1f}" r="2">'
-            f"<title>{escape(label)}: {escape(str(value))}</title></circle>"
+            f"<title>{escape(label)}: {escape(_shown(value))}</title></circle>"
         )
     return _svg(title, frame, body)
 
@@ -133,6 +139,6 @@ def bar_chart(title: str, points: Sequence[Point], width: int = 960, height: int
         body.append(
             f'<rect class="bar" x="{frame.x(i) - bar / 2:.1f}" y="{top:.1f}" '
             f'width="{bar:.1f}" height="{size:.1f}">'
-            f"<title>{escape(label)}: {escape(str(value))}</title></rect>"
+            f"<title>{escape(label)}: {escape(_shown(value))}</title></rect>"
         )
     return _svg(title, frame, body)

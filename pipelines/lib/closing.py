@@ -226,6 +226,7 @@ def _finalize(
         "status": "final",
         "closes_at": time_text(closes_at(month, grace)),
         "finalized_at": time_text(at),
+        "open_because": None,
     }
     final = {
         "month": str(month),
@@ -279,8 +280,40 @@ def month_statements(
             "status": "open",
             "closes_at": time_text(closes_at(month, grace)),
             "finalized_at": None,
+            "open_because": open_because(home, month, at, grace, _ledger_span(con)[1]),
         }
         return MonthStatements(month, "open", compute(con, month, customer, header=header))
+
+
+def _month_name(month: Month) -> str:
+    return month.start.strftime("%B %Y")
+
+
+def open_because(home: Home, month: Month, at: datetime, grace: int, ledger_last) -> str:
+    """Exactly why `month` is not final at `at`: its close is still ahead, the ledger has not
+    processed its last day yet, or an earlier month is not final yet (months close in order)."""
+    closes = closes_at(month, grace)
+    name = _month_name(month)
+    reasons = []
+    if ledger_last is None or ledger_last < month.last_day:
+        through = (
+            f"the ledger has processed through {ledger_last.isoformat()}"
+            if ledger_last is not None
+            else "the ledger has processed no day yet"
+        )
+        reasons.append(f"{through}, not {month.last_day.isoformat()}, the last day of {name}")
+    if at < closes:
+        reasons.append(
+            f"{name} closes after {(closes - timedelta(days=1)).date().isoformat()} "
+            f"({grace} day(s) after the month ends; now is {at:%Y-%m-%d %H:%M} UTC)"
+        )
+    finals = final_months(home)
+    first_open = finals[-1].next if finals else None
+    if first_open is not None and first_open < month:
+        reasons.append(f"months become final in order and {_month_name(first_open)} is not yet")
+    if not reasons:  # closed and processed: the next statement request finalizes it
+        reasons.append(f"{name} is due to become final at the next statement request")
+    return "; ".join(reasons)
 
 
 def _check_open(home: Home, con: duckdb.DuckDBPyConnection, month: Month, at: datetime) -> None:

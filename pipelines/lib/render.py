@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import shutil
 from collections import defaultdict
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -62,8 +64,10 @@ def key_value(value) -> str:
 
 def instant(value) -> str:
     """A timestamp as people read it: 2026-11-14 18:40:58Z (UTC, whole seconds)."""
-    if value is None:
+    if value is None or value == "":
         return ""
+    if isinstance(value, str):  # RFC 3339 text of a statement document
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
@@ -98,40 +102,89 @@ def _days(first: str, last: str) -> list[str]:
 
 
 def statement_charts(doc: dict) -> dict:
-    """Daily consumption per currency, and a burn-down (closing balance per day) per pool and
-    seat, over the month's ledger days."""
+    """Daily consumption per currency, and a burn-down (closing balance per day) per organization
+    pool, over the month's ledger days (seats are rows of the balances table, not charts: a
+    customer may have hundreds)."""
     if doc["as_of"] is None:
-        return {"daily": [], "pools": [], "seats": []}
+        return {"daily": [], "pools": []}
     days = _days(doc["period_start"], doc["as_of"])
     spent: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     closing: dict[tuple, dict[str, str]] = defaultdict(dict)
     for row in doc["daily"]:
         spent[row["currency"]][row["date"]] += Decimal(row["spent"])
-        closing[(row["recipient_type"], row["recipient_id"], row["currency"])][row["date"]] = row[
-            "closing_balance"
-        ]
+        if row["recipient_type"] == "organization":
+            key = (row["recipient_id"], row["currency"])
+            closing[key][row["date"]] = row["closing_balance"]
     daily = [
         charts.bar_chart(f"Credits consumed per day ({currency})", [(d, by_day[d]) for d in days])
         for currency, by_day in sorted(spent.items())
     ]
-    pools, seats = [], []
-    for (rtype, rid, currency), by_day in sorted(closing.items()):
+    pools = []
+    for (rid, currency), by_day in sorted(closing.items()):
         points, last = [], None
         for d in days:
             last = by_day.get(d, last)
             if last is not None:
                 points.append((d, last))
-        if rtype == "organization":
-            pools.append(charts.line_chart(f"Pool {rid} balance ({currency})", points))
-        else:
-            seats.append(
-                charts.line_chart(f"Seat {rid} ({currency})", points, width=310, height=150)
-            )
-    return {"daily": daily, "pools": pools, "seats": seats}
+        pools.append(charts.line_chart(f"Pool {rid} balance ({currency})", points))
+    return {"daily": daily, "pools": pools}
 
 
-def statement_html(doc: dict) -> str:
-    return html("statement.html.j2", s=doc, charts=statement_charts(doc))
+USER_ROWS = 40  # consumption-by-user rows in the HTML (all of them in JSON and CSV)
+
+
+def seat_users(doc: dict) -> dict[str, str]:
+    """Each seat's users during the month, as people read them ("Jane Doe, Max Roe")."""
+    names: dict[str, list[str]] = defaultdict(list)
+    for row in doc.get("seats", []):
+        name = row["user_name"] or row["user_id"]
+        if name not in names[row["seat_id"]]:
+            names[row["seat_id"]].append(name)
+    return {seat: ", ".join(users) for seat, users in names.items()}
+
+
+def _summary(doc: dict) -> list[dict]:
+    """Per currency: the balance totals, the month's grants (count, credits) and consumption
+    (priced signals, credits) for the first page."""
+    grants: dict[str, list] = defaultdict(lambda: [0, Decimal(0)])
+    for g in doc["grants"]:
+        grants[g["currency"]][0] += 1
+        grants[g["currency"]][1] += Decimal(g["amount"])
+    signals: dict[str, int] = defaultdict(int)
+    for c in doc["consumption_by_product"]:
+        signals[c["currency"]] += c["signals"]
+    return [
+        {
+            **t,
+            "grant_count": grants[t["currency"]][0],
+            "signals": signals[t["currency"]],
+            "pools": sum(
+                1
+                for b in doc["balances"]
+                if b["currency"] == t["currency"] and b["recipient_type"] == "organization"
+            ),
+            "seats": sum(
+                1
+                for b in doc["balances"]
+                if b["currency"] == t["currency"] and b["recipient_type"] == "seat"
+            ),
+        }
+        for t in doc["totals"]
+    ]
+
+
+def statement_html(doc: dict, source: str | None = None) -> str:
+    """The statement as a self-contained page: a one-page summary, then the details. `source`
+    names the warehouse the figures were read from (the footer)."""
+    return html(
+        "statement.html.j2",
+        s=doc,
+        charts=statement_charts(doc),
+        seat_users=seat_users(doc),
+        summary=_summary(doc),
+        user_rows=USER_ROWS,
+        source=source,
+    )
 
 
 def statement_json(doc: dict) -> str:
@@ -185,14 +238,96 @@ def _csv_rows(doc: dict):
             yield (section, row["currency"], *recipient, *(_cell(row, f) for f in fields))
 
 
+def _csv_totals(doc: dict):
+    """Per currency: the statement's totals (section `total`) and the sums of its consumption
+    lists (`product_event_total`, `user_seat_total`), so a spreadsheet needs no formula."""
+    for t in doc["totals"]:
+        for figure in BALANCE_FIGURES:
+            yield ("total", t["currency"], "", "", figure, "", "", "", t[figure])
+    for section, name in (("product_event_total", "consumption_by_product"),
+                          ("user_seat_total", "consumption_by_user")):
+        sums: dict[str, list] = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
+        for row in doc[name]:
+            sums[row["currency"]][0] += row["signals"]
+            sums[row["currency"]][1] += Decimal(row.get("quantity") or 0)
+            sums[row["currency"]][2] += Decimal(row["credits"])
+        for currency, (signals, quantity, credits) in sorted(sums.items()):
+            shown = "" if section == "user_seat_total" else format(quantity.normalize(), "f")
+            yield (section, currency, "", "", "total", "", signals, shown, f"{credits:.6f}")
+
+
 def statement_csv(doc: dict) -> str:
-    """One row per figure (long format), headed by CSV_COLUMNS."""
+    """One row per figure (long format), headed by CSV_COLUMNS, then the totals per currency.
+    Credits keep 6 decimal places."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for row in _csv_rows(doc):
+    for row in (*_csv_rows(doc), *_csv_totals(doc)):
         writer.writerow((doc["customer_id"], doc["month"], doc["status"], *row))
     return buffer.getvalue()
 
 
+CHROMIUM_ENV = "TALLY_CHROMIUM"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-pdf-header-footer",
+)
+
+
+class RenderError(RuntimeError):
+    """A file that cannot be rendered (one line for people)."""
+
+
+def chromium() -> str:
+    """The headless browser that prints PDFs: $TALLY_CHROMIUM, else chromium on the PATH."""
+    found = os.environ.get(CHROMIUM_ENV) or next(
+        (p for name in ("chromium", "chromium-browser", "google-chrome")
+         if (p := shutil.which(name))),
+        None,
+    )
+    if not found:
+        raise RenderError(
+            "writing a PDF needs Chromium: install it (apt-get install chromium) or set "
+            f"{CHROMIUM_ENV} to a Chromium or Chrome executable"
+        )
+    return found
+
+
+def html_to_pdf(page: str, target: Path) -> None:
+    """Print an HTML page to `target` (A4, the page's print styles) with headless Chromium."""
+    import subprocess
+    import tempfile
+
+    browser = chromium()
+    with tempfile.TemporaryDirectory(prefix="tally-pdf-") as tmp:
+        source = Path(tmp) / "page.html"
+        source.write_text(page, encoding="utf-8")
+        pdf = Path(tmp) / "page.pdf"
+        command = [
+            browser,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={Path(tmp) / 'profile'}",
+            f"--print-to-pdf={pdf}",
+            source.as_uri(),
+        ]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RenderError(f"{browser} could not print the PDF: {exc}") from None
+        if done.returncode != 0 or not pdf.exists() or not pdf.read_bytes().startswith(b"%PDF"):
+            detail = (done.stderr.strip().splitlines() or ["no PDF written"])[-1]
+            raise RenderError(f"{browser} could not print the PDF: {detail}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp_target = target.with_name(target.name + ".tmp")
+        shutil.copyfile(pdf, tmp_target)
+        tmp_target.replace(target)
+
+
 FORMATS = {"html": statement_html, "json": statement_json, "csv": statement_csv}
+SUFFIXES = {"html": "html", "htm": "html", "json": "json", "csv": "csv", "pdf": "pdf"}

@@ -202,6 +202,7 @@ def compute(
         "consumption_by_user": _rows(con, "statement_by_user", {}),
         "top_keys": _top_keys(con),
         "daily": _rows(con, "statement_daily", params),
+        "seats": _rows(con, "statement_seat", params),
     }
     adjustments = _rows(con, "statement_adjustment", {})
     customers = con.execute(

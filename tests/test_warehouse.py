@@ -378,3 +378,26 @@ def test_demo_summary_spent_is_the_whole_period_and_hints_keep_home(home):
     tally_hints = [h for h in hints if "tally " in h]
     assert tally_hints and all(f"--home {home.root}" in h for h in tally_hints)
     assert "api_calls" in proc.stdout.split("Organization pools")[0]  # statuses per currency
+
+
+# ------------------------------------------------------------------------------ docs
+
+
+def test_the_analysts_example_queries_run_as_written(home):
+    import re
+
+    page = (REPO / "docs" / "analysts.md").read_text(encoding="utf-8")
+    queries = re.findall(r"```sql\n(.*?)```", page, re.S)
+    assert len(queries) == 3
+    for tz in ("UTC", "America/Los_Angeles"):  # the same answers in any session time zone
+        con = duckdb.connect(str(home.warehouse), read_only=True)
+        con.execute(f"SET TimeZone = '{tz}'")
+        results = [con.execute(q).fetchall() for q in queries]
+        con.close()
+        assert all(results), "every example returns rows"
+        if tz == "UTC":
+            first = results
+        else:
+            assert results == first
+    inline = re.findall(r"`(SELECT \* FROM credits_by_key[^`]*)`", page)
+    assert inline and rows(home.warehouse, inline[0])

@@ -16,7 +16,7 @@ def demo_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("demo") / "data"
     proc = tally("demo", home=home)
     assert "ingested 19,892  duplicates 86  failed 22" in proc.stdout
-    assert "done: billing run" in proc.stdout
+    assert "done through" in proc.stdout
     return home
 
 
@@ -62,7 +62,7 @@ def test_a_warehouse_from_an_older_version_is_republished(demo_home, tmp_path):
     con.execute("DROP TABLE tally_meta")  # as published before the views changed
     con.execute("DROP VIEW signal_rollup_part")
     con.close()
-    assert "republished" in tally("run", home=home).stdout
+    assert "warehouse: published" in tally("run", home=home).stdout
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM signal_rollup_part").fetchall()[0][0] > 0
     con.close()
@@ -115,27 +115,33 @@ def test_config_error_is_one_line(tmp_path):
     assert proc.stderr.startswith("error: a.yaml: grants[0]") and "Traceback" not in proc.stderr
 
 
-def test_signals_dated_in_the_future_are_priced(demo_home, tmp_path):
-    """Clock skew or test data: a day after today still gets a partition and is priced."""
+def test_signals_dated_after_yesterday_wait_for_their_day(demo_home, tmp_path):
+    """Billing closes days that are over: a signal dated after yesterday (clock skew, a test) is
+    landed and waits; once its day has ended, the next run prices exactly that day."""
     from datetime import UTC, datetime, timedelta
 
     home = tmp_path / "data"  # a copy: the demo home is shared by this module's tests
     shutil.copytree(demo_home, home)
-    when = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT12:00:00Z")
+    later = datetime.now(UTC) + timedelta(days=3)
     f = tmp_path / "future.jsonl"
     signal = {
         "eventName": "email_sent",
         "customer": {"externalCustomerId": "cus_acme"},
         "attribution": {"externalProductId": "outreach"},
-        "timestamp": when,
+        "timestamp": later.strftime("%Y-%m-%dT12:00:00Z"),
         "idempotencyKey": "future-1",
     }
     f.write_text(json.dumps(signal) + "\n")
     tally("ingest", str(f), home=home)
-    assert "done: billing run" in tally("run", home=home).stdout
+    proc = tally("run", home=home)
+    assert "1 signal(s) dated after" in proc.stderr and "wait for their day to end" in proc.stderr
+    after = (later + timedelta(days=1)).strftime("%Y-%m-%dT01:00:00Z")
+    proc = tally("run", home=home, TALLY_NOW=after)
+    day = later.strftime("%Y-%m-%d")
+    assert f"fact_signal: {day}..{day} (1 day(s))" in proc.stdout
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     status = con.execute(
         "SELECT status FROM fact_signal WHERE idempotency_key = 'future-1'"
     ).fetchall()
     assert status == [("priced",)]
-    assert "everything is up to date" in tally("run", home=home).stdout
+    assert "everything is up to date" in tally("run", home=home, TALLY_NOW=after).stdout

@@ -17,9 +17,17 @@ def test_definitions_load(home, monkeypatch):
         "warehouse",
     }
     assert d.resolve_schedule_def("daily_billing").cron_schedule == "15 0 * * *"
-    assert d.resolve_sensor_def("new_signals") is not None
+    assert d.resolve_sensor_def("billing_sensor").description
     checks = {k.name for k in d.resolve_asset_graph().asset_check_keys}
     assert checks == {"conservation", "one_status_per_signal", "idempotency_charged_once"}
     for key in ("fact_signal", "balance_snapshot", "warehouse"):
         spec = d.resolve_assets_def(key).specs_by_key[dg.AssetKey(key)]
-        assert spec.description and spec.partitions_def is not None
+        assert spec.description
+        assert (spec.partitions_def is None) == (key == "warehouse")
+    graph = d.resolve_asset_graph()
+    sources = {k.to_user_string() for k in graph.observable_keys}
+    assert sources == {"signals", "pricing_config", "credit_grants"}
+    assert graph.get(dg.AssetKey("fact_signal")).parent_keys == {
+        dg.AssetKey("signals"),
+        dg.AssetKey("pricing_config"),
+    }

@@ -493,7 +493,7 @@ def test_dagster_statement_assets_and_schedule(fresh_home, monkeypatch):
     import dagster as dg
 
     from pipelines.definitions import defs
-    from pipelines.defs.partitions import TallyHome
+    from pipelines.defs.resources import TallyHome
     from pipelines.defs.statements.assets import monthly_statements, tally_report
     from pipelines.defs.statements.schedules import monthly_statements_schedule
 

@@ -808,8 +808,10 @@ def _demo_summary(h: Home) -> None:
         f"{day}; seats: tally balances",
         drop=("granted",),
     )
+    # The month of the latest signal (the ledger runs on through yesterday, into quiet months).
+    month = con.execute("SELECT strftime(max(day), '%Y-%m') FROM fact_signal").fetchall()[0][0]
     con.close()
-    month = day[:7]
+    month = month or day[:7]
     default = Path("data").resolve()
     at = "" if h.root == default else f" --home {shlex.quote(str(h.root))}"
     tally = "./dev.sh tally" if Path("dev.sh").exists() else "tally"

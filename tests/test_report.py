@@ -153,3 +153,17 @@ def test_tally_report_command(home, tmp_path):
     assert "2026-11-24 to 2026-11-30" in out.read_text()
     with pytest.raises(report.ReportError, match="no warehouse"):
         report.build(Home(tmp_path / "empty"))
+
+
+def test_report_fits_1024_px_and_its_charts_start_with_the_data(built, tmp_path):
+    from statement_helpers import layout_in_chromium
+
+    page = tmp_path / "report.html"
+    page.write_text(built.html, encoding="utf-8")
+    shown = layout_in_chromium(page, tmp_path / "report-1024.png", 1024)
+    assert shown.overflows == []
+    # The window is 30 days; the charts begin at the first day that has consumption.
+    assert built.sections["daily_charts"]
+    first_label = str(built.sections["daily_charts"][0]).split('text-anchor="start">')[1]
+    assert first_label.startswith("2026-11-01")
+    assert "data/warehouse.duckdb" not in built.html.replace(str(built.sections["warehouse"]), "")

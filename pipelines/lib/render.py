@@ -130,7 +130,19 @@ def statement_charts(doc: dict) -> dict:
     return {"daily": daily, "pools": pools}
 
 
-USER_ROWS = 40  # consumption-by-user rows in the HTML (all of them in JSON and CSV)
+USER_ROWS = 25  # consumption-by-user rows per currency in the HTML (all in JSON and CSV)
+
+
+def top_users(doc: dict, per_currency: int = USER_ROWS) -> list[dict]:
+    """The largest consumption-by-user lines of each currency (the document lists them by
+    currency, then credits, largest first)."""
+    shown: dict[str, int] = defaultdict(int)
+    out = []
+    for row in doc["consumption_by_user"]:
+        if shown[row["currency"]] < per_currency:
+            shown[row["currency"]] += 1
+            out.append(row)
+    return out
 
 
 def seat_users(doc: dict) -> dict[str, str]:
@@ -183,6 +195,7 @@ def statement_html(doc: dict, source: str | None = None) -> str:
         seat_users=seat_users(doc),
         summary=_summary(doc),
         user_rows=USER_ROWS,
+        users=top_users(doc),
         source=source,
     )
 

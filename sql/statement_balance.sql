@@ -25,13 +25,13 @@ before_month AS (
         PARTITION BY customer_id, recipient_type, recipient_id, currency ORDER BY date DESC
     ) = 1
 ),
-last_day AS (
+last_day AS (  -- the balance at the end of the month's last ledger day (balance_end_of_day.sql)
     SELECT customer_id, recipient_type, recipient_id, currency,
            closing_balance, available, overage
-    FROM until_end
-    QUALIFY row_number() OVER (
-        PARTITION BY customer_id, recipient_type, recipient_id, currency ORDER BY date DESC
-    ) = 1
+    FROM balances_as_of(
+        least(CAST($month_end AS DATE) - 1, (SELECT max(date) FROM balance_snapshot))
+    )
+    WHERE $customer IS NULL OR customer_id = $customer
 )
 SELECT customer_id, recipient_type, recipient_id, currency,
        CAST(coalesce(b.opening_balance, 0) AS DECIMAL(38, 6)) AS opening_balance,

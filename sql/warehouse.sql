@@ -108,9 +108,9 @@ FROM read_parquet(internal.files({statement_line}), hive_partitioning = false);
 CREATE VIEW statement_adjustment AS
 {statement_adjustment_sql};
 
--- Balances at the end of a UTC day (`SELECT * FROM balances_as_of('2026-11-14')`).
-CREATE MACRO balances_as_of(day) AS TABLE
-SELECT * FROM balance_snapshot WHERE date = CAST(day AS DATE);
+-- Balances at the end of a UTC day: balances_as_of(day) and grant_balances_as_of(day), defined
+-- once in sql/balance_end_of_day.sql.
+{balance_end_of_day_sql}
 
 -- Credits by one data key and currency over [from_ts, to_ts) (UTC days or instants), priced
 -- signals only: a JSON pointer such as '/team'

@@ -292,7 +292,12 @@ def test_every_analyst_facing_object_and_column_is_commented(home):
         "SELECT function_name, comment FROM duckdb_functions() WHERE schema_name = 'main' "
         "AND function_type = 'table_macro'",
     )
-    assert {n for n, c in macros if c} == {"balances_as_of", "credits_by_key", "credits_by_keys"}
+    assert {n for n, c in macros if c} == {
+        "balances_as_of",
+        "grant_balances_as_of",
+        "credits_by_key",
+        "credits_by_keys",
+    }
 
 
 def test_hot_keys_are_columns_named_after_their_keys(home, tmp_path):

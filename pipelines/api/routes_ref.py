@@ -549,31 +549,29 @@ def _replayed_grant(
 
 # ------------------------------------------------------------------------ balances, state
 def _pools(api: Api, customer: str, names: dict[str, str]) -> list[dict[str, Any]]:
-    """Pools (organization and seats) with their grants in force after the last run."""
+    """Pools (organization and seats) with their grants in force at the end of the last
+    processed day (sql/balance_end_of_day.sql: the same figures as `tally balances`)."""
     pools: dict[tuple, dict[str, Any]] = {}
     for row in read.balance_rows(api.home, customer):
         key = (row["recipient_type"], row["recipient_id"], row["currency"])
-        as_of = row["as_of"]
-        end = datetime.combine(as_of, datetime.min.time(), UTC) + timedelta(days=1)
         pool = pools.setdefault(
             key,
             {
                 "creditsCurrencyId": key[2],
                 "currencyName": names.get(key[2], key[2]),
                 "currencyKey": key[2],
-                "available": Decimal(0),
+                "available": row["pool_available"],
                 "used": Decimal(0),
                 "total": Decimal(0),
                 "recipient": key[0],
                 "grants": [],
                 "overage": row["overage"],
-                "asOf": as_of.isoformat(),
+                "asOf": row["as_of"].isoformat(),
                 **({"seatId": key[1]} if key[0] == "seat" else {}),
             },
         )
-        if row["grant_id"] is None or (row["expires_at"] is not None and row["expires_at"] <= end):
+        if row["grant_id"] is None:
             continue
-        pool["available"] += row["grant_available"]
         pool["used"] += row["used"]
         pool["total"] += row["amount"]
         pool["grants"].append(

@@ -272,7 +272,10 @@ COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
     ),
 }
 MACRO_COMMENTS = {
-    "balances_as_of": "balance_snapshot rows of one UTC day: balances_as_of('2026-11-14')",
+    "balances_as_of": "balance_snapshot rows of one UTC day (NULL: the last processed day), "
+    "the one definition of a balance at the end of a day: balances_as_of('2026-11-14')",
+    "grant_balances_as_of": "grants in force at the end of one UTC day (NULL: the last processed "
+    "day) with used, expired and remaining: grant_balances_as_of('2026-11-14')",
     "credits_by_key": "priced signals, quantity and credits by one data key (JSON pointer) and "
     "currency over [from, to) in UTC: credits_by_key('/team', '2026-11-01', '2026-12-01')",
     "credits_by_keys": "the same by two data keys: "
@@ -343,6 +346,7 @@ def _sources(home: Home, config: Config) -> dict[str, str]:
 def _version() -> str:
     """Changes whenever the published views, macros or comments do."""
     text = load_sql("warehouse") + load_sql("statement_adjustment") + repr(COMMENTS)
+    text += load_sql("balance_end_of_day")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -426,6 +430,7 @@ def publish(home: Home, config: Config) -> Path:
             con.unregister("_incoming")
         fills = {
             "statement_adjustment_sql": load_sql("statement_adjustment"),
+            "balance_end_of_day_sql": load_sql("balance_end_of_day"),
             "home": sql_literal(str(home.root)),
             "hot_key_exclude": "".join(f", hot_key_{i}" for i in positions),
             "hot_key_named": "".join(

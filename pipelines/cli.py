@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -482,11 +482,19 @@ def keys(
     except AnalyticsError as exc:
         raise fail(str(exc)) from None
     columns = ["event_name", "path", "json_type", "signals", "first_seen", "last_seen"]
+    rows = [tuple(r[c] for c in columns) for r in report.rows]
+    if fmt == "table":  # instants to the minute, UTC: they fit and never wrap mid-string
+        rows = [
+            (*r[:4], *(t.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ") for t in r[4:])) for r in rows
+        ]
     _print_rows(
         columns,
-        [tuple(r[c] for c in columns) for r in report.rows],
+        rows,
         fmt,
         title="Keys in signal data",
+        short={"event_name": "event", "json_type": "type", "first_seen": "first", "last_seen": "last"},
+        drop=("first_seen", "last_seen"),
+        group="event_name",
     )
     for warning in report.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)

@@ -89,10 +89,10 @@ def _run(h: Home, through: str | None = None) -> bool:
     """Bring every billed day through `through` (default yesterday) up to date through the
     Dagster definitions, printing what each asset did."""
     from pipelines.defs.billing import plan
-    from pipelines.lib.engine import billed_through
+    from pipelines.defs.partitions import DAILY
 
     config = _config(h)
-    last = billed_through().isoformat()
+    last = DAILY.get_last_partition_key() or "-"
     if through is not None:
         try:
             date.fromisoformat(through)
@@ -371,9 +371,7 @@ def balances(
         _print_rows(columns, rows, fmt)
         return
     # A table people read: one recipient column (the pool or the seat), short names when narrow.
-    table_rows = [
-        (r[0], "pool" if r[1] == "organization" else r[2], *r[3:]) for r in rows
-    ]
+    table_rows = [(r[0], "pool" if r[1] == "organization" else r[2], *r[3:]) for r in rows]
     _print_rows(
         ["customer", "recipient", *columns[3:]],
         table_rows,
@@ -398,8 +396,8 @@ def breakdown(
             "--by",
             help=(
                 'A data path ($.team, a.b, $["a.b"]) or customer, product, event, user, '
-                'seat, recipient, currency, status, day, week, month (UTC). Repeatable; '
-                'figures are always per currency.'
+                "seat, recipient, currency, status, day, week, month (UTC). Repeatable; "
+                "figures are always per currency."
             ),
         ),
     ],
@@ -492,7 +490,12 @@ def keys(
         rows,
         fmt,
         title="Keys in signal data",
-        short={"event_name": "event", "json_type": "type", "first_seen": "first", "last_seen": "last"},
+        short={
+            "event_name": "event",
+            "json_type": "type",
+            "first_seen": "first",
+            "last_seen": "last",
+        },
         drop=("first_seen", "last_seen"),
         group="event_name",
     )

@@ -140,7 +140,11 @@ class Layout:
 
 
 def layout_in_chromium(
-    html_file: Path, screenshot: Path, width: int, print_media: bool = False, pdf: Path | None = None
+    html_file: Path,
+    screenshot: Path,
+    width: int,
+    print_media: bool = False,
+    pdf: Path | None = None,
 ) -> Layout:
     """Open `html_file` at `width` CSS px (screen, or print media as on an A4 page), take a
     full-page screenshot, list what does not fit, and optionally print it to `pdf` (A4)."""

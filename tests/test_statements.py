@@ -534,11 +534,11 @@ def test_an_open_statement_says_exactly_why(nov_home):
     # last days still closes); the reason names the day it has reached.
     behind = closing.open_because(nov_home, NOV, NOV_CLOSED, 3, date(2026, 11, 14))
     assert behind == (
-        "the ledger has processed through 2026-11-14, not 2026-11-30, the last day of "
-        "November 2026"
+        "the ledger has processed through 2026-11-14, not 2026-11-30, the last day of November 2026"
     )
-    both = closing.open_because(nov_home, NOV, datetime(2026, 11, 20, tzinfo=UTC), 3,
-                                date(2026, 11, 14))
+    both = closing.open_because(
+        nov_home, NOV, datetime(2026, 11, 20, tzinfo=UTC), 3, date(2026, 11, 14)
+    )
     assert "processed through 2026-11-14" in both and "closes after 2026-12-03" in both
     page = render.statement_html(doc)
     assert "Not final yet:" in page and "closes after 2026-12-03" in page
@@ -557,7 +557,7 @@ def test_html_shows_2_decimals_a_summary_first_and_seats_with_their_users(nov_ho
     assert "/somewhere/warehouse.duckdb" in page
     users = render.seat_users(doc)
     seat = next(b["recipient_id"] for b in doc["balances"] if b["recipient_type"] == "seat")
-    assert users[seat] and f"Seat {seat} <span class=\"muted\">· {users[seat]}</span>" in page
+    assert users[seat] and f'Seat {seat} <span class="muted">· {users[seat]}</span>' in page
     assert render.money("-2.005") == "-2.01" and render.money("0.004") == "0.00"
 
 
@@ -610,12 +610,26 @@ def test_tally_statement_writes_a_real_pdf_and_refuses_unknown_suffixes(fresh_ho
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and b"/Type /Page" in data and len(data) > 10_000
     for bad in ("acme.txt", "acme", "acme.PDFX"):
-        proc = tally(*args, "--out", str(tmp_path / bad), home=fresh_home,
-                     TALLY_NOW="2026-12-02", check=False)
+        proc = tally(
+            *args,
+            "--out",
+            str(tmp_path / bad),
+            home=fresh_home,
+            TALLY_NOW="2026-12-02",
+            check=False,
+        )
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
         assert "unknown suffix" in proc.stderr and not (tmp_path / bad).exists()
-    proc = tally(*args, "--format", "json", "--out", str(tmp_path / "x.csv"), home=fresh_home,
-                 TALLY_NOW="2026-12-02", check=False)
+    proc = tally(
+        *args,
+        "--format",
+        "json",
+        "--out",
+        str(tmp_path / "x.csv"),
+        home=fresh_home,
+        TALLY_NOW="2026-12-02",
+        check=False,
+    )
     assert proc.returncode == 2 and "does not match" in proc.stderr
     csv_out = tmp_path / "acme.csv"
     tally(*args, "--out", str(csv_out), home=fresh_home, TALLY_NOW="2026-12-02")

@@ -257,8 +257,10 @@ def _csv_totals(doc: dict):
     for t in doc["totals"]:
         for figure in BALANCE_FIGURES:
             yield ("total", t["currency"], "", "", figure, "", "", "", t[figure])
-    for section, name in (("product_event_total", "consumption_by_product"),
-                          ("user_seat_total", "consumption_by_user")):
+    for section, name in (
+        ("product_event_total", "consumption_by_product"),
+        ("user_seat_total", "consumption_by_user"),
+    ):
         sums: dict[str, list] = defaultdict(lambda: [0, Decimal(0), Decimal(0)])
         for row in doc[name]:
             sums[row["currency"]][0] += row["signals"]
@@ -300,8 +302,11 @@ class RenderError(RuntimeError):
 def chromium() -> str:
     """The headless browser that prints PDFs: $TALLY_CHROMIUM, else chromium on the PATH."""
     found = os.environ.get(CHROMIUM_ENV) or next(
-        (p for name in ("chromium", "chromium-browser", "google-chrome")
-         if (p := shutil.which(name))),
+        (
+            p
+            for name in ("chromium", "chromium-browser", "google-chrome")
+            if (p := shutil.which(name))
+        ),
         None,
     )
     if not found:

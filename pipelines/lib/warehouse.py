@@ -38,7 +38,7 @@ _RECIPIENT = {
     "customer_id": "customer (external id)",
     "recipient_type": "organization (the customer's pool) or seat",
     "recipient_id": "the customer id for the organization pool, else the seat id",
-    "currency": "credit currency (dim_currency.currency); figures are never added across currencies",
+    "currency": "credit currency (dim_currency.currency); never added across currencies",
 }
 _BALANCE = {
     "date": "UTC day",
@@ -489,9 +489,10 @@ def schema_markdown(warehouse: Path) -> str:
     lines = [
         "# Warehouse schema",
         "",
-        "Generated from the comments in `warehouse.duckdb` (COMMENTS in `pipelines/lib/warehouse.py`;",
-        "regenerate with `.venv/bin/python -m pipelines.lib.warehouse docs/schema.md`; `tally schema`",
-        "prints the page of a home's own warehouse, with its hot keys).",
+        "Generated from the comments in `warehouse.duckdb` (COMMENTS in",
+        "`pipelines/lib/warehouse.py`; regenerate with",
+        "`.venv/bin/python -m pipelines.lib.warehouse docs/schema.md`; `tally schema` prints the",
+        "page of a home's own warehouse, with its hot keys).",
         "Days and times are UTC; credits are exact `DECIMAL(38,6)`; figures are per currency,",
         "never added across currencies. Internal objects live in the `internal` schema. The",
         "hot-key columns (`external_user_id`, `team`, `department` by default) follow the",
@@ -503,9 +504,7 @@ def schema_markdown(warehouse: Path) -> str:
     for name, kind, comment in objects:
         lines += [f"## {name}", "", f"*{kind}* — {cell(comment)}", ""]
         lines += ["| column | type | meaning |", "|---|---|---|"]
-        lines += [
-            f"| `{c}` | {t} | {cell(m)} |" for n, c, t, m in columns if n == name
-        ]
+        lines += [f"| `{c}` | {t} | {cell(m)} |" for n, c, t, m in columns if n == name]
         lines.append("")
     lines += ["## Macros", "", "| macro | parameters | meaning |", "|---|---|---|"]
     lines += [f"| `{n}` | {', '.join(p)} | {cell(m)} |" for n, p, m in macros]

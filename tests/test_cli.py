@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,8 +12,23 @@ import pytest
 from conftest import tally
 
 
+NOW = "2026-11-15T06:00:00Z"  # the demo's data ends on 2026-11-14: yesterday, for these tests
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pinned_clock():
+    """Every `tally` of this module runs with the clock pinned (the tests name days)."""
+    before = os.environ.get("TALLY_NOW")
+    os.environ["TALLY_NOW"] = NOW
+    yield
+    if before is None:
+        os.environ.pop("TALLY_NOW", None)
+    else:
+        os.environ["TALLY_NOW"] = before
+
+
 @pytest.fixture(scope="module")
-def demo_home(tmp_path_factory) -> Path:
+def demo_home(tmp_path_factory, pinned_clock) -> Path:
     home = tmp_path_factory.mktemp("demo") / "data"
     proc = tally("demo", home=home)
     assert "ingested 19,892  duplicates 86  failed 22" in proc.stdout
@@ -117,31 +133,61 @@ def test_config_error_is_one_line(tmp_path):
 
 def test_signals_dated_after_yesterday_wait_for_their_day(demo_home, tmp_path):
     """Billing closes days that are over: a signal dated after yesterday (clock skew, a test) is
-    landed and waits; once its day has ended, the next run prices exactly that day."""
-    from datetime import UTC, datetime, timedelta
-
+    landed and waits; once its day has ended, the next run prices exactly the new days."""
     home = tmp_path / "data"  # a copy: the demo home is shared by this module's tests
     shutil.copytree(demo_home, home)
-    later = datetime.now(UTC) + timedelta(days=3)
     f = tmp_path / "future.jsonl"
     signal = {
         "eventName": "email_sent",
         "customer": {"externalCustomerId": "cus_acme"},
         "attribution": {"externalProductId": "outreach"},
-        "timestamp": later.strftime("%Y-%m-%dT12:00:00Z"),
+        "timestamp": "2026-11-17T12:00:00Z",
         "idempotencyKey": "future-1",
     }
     f.write_text(json.dumps(signal) + "\n")
     tally("ingest", str(f), home=home)
     proc = tally("run", home=home)
-    assert "1 signal(s) dated after" in proc.stderr and "wait for their day to end" in proc.stderr
-    after = (later + timedelta(days=1)).strftime("%Y-%m-%dT01:00:00Z")
-    proc = tally("run", home=home, TALLY_NOW=after)
-    day = later.strftime("%Y-%m-%d")
-    assert f"fact_signal: {day}..{day} (1 day(s))" in proc.stdout
+    assert "1 signal(s) dated after 2026-11-14 wait for their day to end" in proc.stderr
+    assert "fact_signal" not in proc.stdout  # (the copied home's warehouse is republished)
+    later = "2026-11-18T01:00:00Z"
+    proc = tally("run", home=home, TALLY_NOW=later)
+    assert "fact_signal: 2026-11-15..2026-11-17 (3 day(s)), 1 rows" in proc.stdout
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     status = con.execute(
         "SELECT status FROM fact_signal WHERE idempotency_key = 'future-1'"
     ).fetchall()
     assert status == [("priced",)]
-    assert "everything is up to date" in tally("run", home=home, TALLY_NOW=after).stdout
+    assert "everything is up to date" in tally("run", home=home, TALLY_NOW=later).stdout
+
+
+def test_a_failed_check_exits_1_and_publishes_nothing(demo_home, tmp_path):
+    """Tampered balances (an opening balance that no longer adds up to the day's closing) fail
+    the conservation check of the next ledger run: `tally run` exits 1 naming the check, and the
+    warehouse stays as it was."""
+    home = tmp_path / "data"
+    shutil.copytree(demo_home, home)
+    snapshot = home / "engine" / "balance_snapshot" / "date=2026-11-09" / "data.parquet"
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT * REPLACE (opening_balance + 1 AS opening_balance) "
+        f"FROM read_parquet('{snapshot}')) TO '{snapshot}.t' (FORMAT parquet)"
+    )
+    Path(f"{snapshot}.t").replace(snapshot)
+    published = (home / "warehouse.duckdb").stat().st_mtime_ns
+    late = {
+        "eventName": "email_sent",
+        "customer": {"externalCustomerId": "cus_acme"},
+        "attribution": {"externalProductId": "outreach"},
+        "timestamp": "2026-11-10T12:00:00Z",
+        "idempotencyKey": "late-1",
+    }
+    f = tmp_path / "late.jsonl"
+    f.write_text(json.dumps(late) + "\n")
+    tally("ingest", str(f), home=home)
+    proc = tally("run", home=home, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: check conservation failed on 2026-11-14: nothing downstream of it ran "
+        "(the warehouse was not published)"
+    ]
+    assert (home / "warehouse.duckdb").stat().st_mtime_ns == published

@@ -25,7 +25,7 @@ def test_definitions_load(home, monkeypatch):
         assert spec.description
         assert (spec.partitions_def is None) == (key == "warehouse")
     graph = d.resolve_asset_graph()
-    sources = {k.to_user_string() for k in graph.observable_keys}
+    sources = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).is_observable}
     assert sources == {"signals", "pricing_config", "credit_grants"}
     assert graph.get(dg.AssetKey("fact_signal")).parent_keys == {
         dg.AssetKey("signals"),

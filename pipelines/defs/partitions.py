@@ -28,24 +28,32 @@ def first_billed_day() -> date:
     return start or now().date().replace(day=1)
 
 
-def _end() -> datetime | None:
-    """The exclusive end of the partitions when the clock is pinned (`TALLY_NOW`), else None:
-    Dagster then ends them before the current time (the last partition is yesterday)."""
+def _pinned() -> dict:
+    """How the partitions end when the clock is pinned (`TALLY_NOW`): before that day. Dagster
+    ends time partitions at the real clock at the latest, so a clock pinned ahead of it extends
+    them by an offset instead. Unpinned: before today (the last partition is yesterday)."""
     if not os.environ.get(NOW_ENV, "").strip():
-        return None
+        return {}
     today = now().date()
-    return datetime(today.year, today.month, today.day, tzinfo=UTC)
+    ahead = (today - datetime.now(UTC).date()).days
+    if ahead > 0:
+        return {"end_offset": ahead}
+    return {"end_date": datetime(today.year, today.month, today.day, tzinfo=UTC)}
 
 
 START = first_billed_day()
-DAILY = dg.DailyPartitionsDefinition(start_date=START.isoformat(), end_date=_end())
+DAILY = dg.DailyPartitionsDefinition(start_date=START.isoformat(), **_pinned())
 # Months through the current one (its statements are drafts until the month closes).
+_today, _real = now().date(), datetime.now(UTC).date()
+_ahead = (_today.year - _real.year) * 12 + _today.month - _real.month
 MONTHLY = (
-    dg.MonthlyPartitionsDefinition(start_date=START.strftime("%Y-%m"), end_offset=1, fmt="%Y-%m")
-    if _end() is None
+    dg.MonthlyPartitionsDefinition(
+        start_date=START.strftime("%Y-%m"), end_offset=1 + _ahead, fmt="%Y-%m"
+    )
+    if _ahead >= 0
     else dg.MonthlyPartitionsDefinition(
         start_date=START.strftime("%Y-%m"),
-        end_date=date(now().year + now().month // 12, now().month % 12 + 1, 1).strftime("%Y-%m"),
+        end_date=date(_today.year + _today.month // 12, _today.month % 12 + 1, 1).strftime("%Y-%m"),
         fmt="%Y-%m",
     )
 )

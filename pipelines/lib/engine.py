@@ -2,7 +2,7 @@
 
 Dagster owns the orchestration (which days are missing or unsynced, and running them); this
 module holds the plain functions under it:
-- the billed span: from `billing.start_date` (configuration) through yesterday, UTC;
+- the first billed day: `billing.start_date` (configuration), else the first grant's day;
 - a version per day of each input: the signals the lake holds for the day, the configuration
   that prices the day, and the grants that the day's balances depend on;
 - pricing days and running the ledger over a range of days;
@@ -27,7 +27,6 @@ from typing import Any
 
 import msgspec
 
-from pipelines.lib.closing import now
 from pipelines.lib.config import Config, load_config
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
@@ -55,11 +54,6 @@ def billing_start(config: Config, lake_days: Iterable[str] = ()) -> date | None:
     days = [_day(g.starts_at) for g in config.grants]
     days += [date.fromisoformat(d) for d in lake_days]
     return min(days, default=None)
-
-
-def billed_through(clock: datetime | None = None) -> date:
-    """The last day a billing run closes: yesterday (UTC). `TALLY_NOW` moves the clock."""
-    return ((clock or now()).astimezone(UTC) - timedelta(days=1)).date()
 
 
 def day_range(first: date | str, last: date | str) -> list[str]:
@@ -106,8 +100,9 @@ def pricing_versions(config: Config, days: list[str]) -> dict[str, str]:
     out = {}
     for day in days:
         inside = sorted(
-            fp for first, last, fp in spans if (first is None or first <= day)
-            and (last is None or day <= last)
+            fp
+            for first, last, fp in spans
+            if (first is None or first <= day) and (last is None or day <= last)
         )
         out[day] = "cfg-" + _fp([everything, inside])
     return out

@@ -256,11 +256,10 @@ def compute_work(instance: dg.DagsterInstance, home: Home, config: Config, days:
 
 
 def billed_days(config: Config, through: str | None = None) -> list[str]:
-    """Billed days from the first one through `through` (default: yesterday, UTC)."""
-    from pipelines.defs.partitions import START
+    """The daily partitions (billed days) through `through` (default: all, through yesterday)."""
+    from pipelines.defs.partitions import DAILY
 
-    last = through or engine.billed_through().isoformat()
-    return engine.day_range(START, last) if START.isoformat() <= last else []
+    return [d for d in DAILY.get_partition_keys() if through is None or d <= through]
 
 
 def run_request(work: Work, reason: str) -> dg.RunRequest | None:
@@ -313,10 +312,12 @@ def execute(work: Work, progress: ProgressFn | None = None) -> list[RunOutcome]:
             instance=dg.DagsterInstance.get(),
             asset_selection=assets,
             tags=tags,
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            # Tally reports failures itself, one line each; the run's logs stay in the UI.
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             raise_on_error=False,
         )
         outcome = RunOutcome(assets, span)
+        failed_checks: dict[str, list[str]] = {}
         for event in result.all_events:
             kind = event.event_type_value
             if kind == "ASSET_MATERIALIZATION":
@@ -326,20 +327,26 @@ def execute(work: Work, progress: ProgressFn | None = None) -> list[RunOutcome]:
                 rows = mat.metadata.get("row_count")
                 if rows is not None:
                     outcome.rows[name] = outcome.rows.get(name, 0) + int(rows.value)
+            elif kind == "ASSET_CHECK_EVALUATION":
+                evaluation = event.event_specific_data
+                if not evaluation.passed:
+                    days = failed_checks.setdefault(evaluation.check_name, [])
+                    if evaluation.partition:  # per day; the range's own result adds nothing
+                        days.append(evaluation.partition)
             elif kind == "STEP_FAILURE":
                 error = event.event_specific_data.error
                 while error.cause is not None:  # the user's own error, not Dagster's wrappers
                     error = error.cause
+                if error.cls_name == "DagsterAssetCheckFailedError":
+                    continue  # said below, per check
                 message = (error.message or "").strip().splitlines() or [error.cls_name or ""]
                 outcome.problems.append(f"{event.step_key}: {message[-1].strip()}")
-            elif kind == "ASSET_CHECK_EVALUATION":
-                evaluation = event.event_specific_data
-                if not evaluation.passed:
-                    where = f" on {evaluation.partition}" if evaluation.partition else ""
-                    outcome.problems.append(
-                        f"check {evaluation.check_name} failed{where}: nothing downstream of it "
-                        "ran (the warehouse was not published)"
-                    )
+        for name, days in failed_checks.items():
+            where = f" on {', '.join(days)}" if days else ""
+            outcome.problems.append(
+                f"check {name} failed{where}: nothing downstream of it ran "
+                "(the warehouse was not published)"
+            )
         if not result.success and not outcome.problems:
             outcome.problems.append("the billing run failed (see the Dagster UI for its logs)")
         outcomes.append(outcome)

@@ -12,12 +12,12 @@ from pipelines.lib.pricing import PricedDay, fact_signal_files
 from pipelines.lib.sql import connect
 
 
-def day_metadata(engine_dir: Path, p: PricedDay) -> dict:
+def day_metadata(con, engine_dir: Path, p: PricedDay) -> dict:
     """What the UI shows for one priced day: counts, credits per currency, statuses, 5 rows."""
     files = [str(f) for f in fact_signal_files(engine_dir, p.day)]
     rows = ["| signal_id | event | customer | status | credits |", "|---|---|---|---|---:|"]
     if files:
-        for row in connect().execute(PREVIEW, {"files": files}).fetchall():
+        for row in con.execute(PREVIEW, {"files": files}).fetchall():
             rows.append("| " + " | ".join("" if v is None else str(v) for v in row) + " |")
     return {
         "row_count": p.rows,
@@ -47,7 +47,8 @@ def fact_signal(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.Mater
     becomes an empty partition)."""
     home, config = tally.resolve(), tally.config()
     days = list(context.partition_keys)
+    con = connect()
     for p in engine.price(home, config, days):
-        context.add_asset_metadata(day_metadata(home.engine_dir, p), partition_key=p.day)
+        context.add_asset_metadata(day_metadata(con, home.engine_dir, p), partition_key=p.day)
     context.log.info(f"priced {len(days)} day(s) {days[0]}..{days[-1]}")
     return dg.MaterializeResult()

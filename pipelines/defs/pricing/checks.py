@@ -21,8 +21,17 @@ def _metadata(offenders: list[tuple], what: str) -> dict:
     }
 
 
+def by_day(check, home, context: dg.AssetCheckExecutionContext) -> dict[str, list[tuple]]:
+    """A check's offenders per day: one pass over the whole range (what a run costs when all is
+    well); only when something is wrong, a pass per day says which days."""
+    days = list(context.partition_keys)
+    if not check(home, days):
+        return {}
+    return {d: check(home, [d]) for d in days}
+
+
 def per_day(
-    context: dg.AssetCheckExecutionContext, by_day: dict[str, list[tuple]], what: str
+    context: dg.AssetCheckExecutionContext, offenders_by_day: dict[str, list[tuple]], what: str
 ) -> dg.AssetCheckResult:
     """Record one evaluation per checked day (so each partition shows passed or failed, whatever
     range the run covered), and return the result of the whole range."""
@@ -30,7 +39,7 @@ def per_day(
     days = list(context.partition_keys)
     pointers = plan.materialization_pointers(context.instance, key.asset_key, days)
     for day in days:
-        offenders = by_day.get(day, [])
+        offenders = offenders_by_day.get(day, [])
         target = pointers.get(day)
         context.op_execution_context.log_event(
             dg.AssetCheckEvaluation(
@@ -50,7 +59,7 @@ def per_day(
                 ),
             )
         )
-    everything = [row for rows in by_day.values() for row in rows]
+    everything = [row for rows in offenders_by_day.values() for row in rows]
     return dg.AssetCheckResult(
         passed=not everything,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -65,9 +74,7 @@ def one_status_per_signal(
     """Every accepted, de-duplicated signal of the day is in fact_signal exactly once, with
     exactly one known status (priced, unknown_customer, unattributed, unknown_product, unpriced,
     invalid_quantity)."""
-    home = tally.resolve()
-    by_day = {d: checks.signal_status(home, [d]) for d in context.partition_keys}
-    return per_day(context, by_day, "signal")
+    return per_day(context, by_day(checks.signal_status, tally.resolve(), context), "signal")
 
 
 @dg.asset_check(asset=fact_signal, blocking=True, partitions_def=DAILY)
@@ -76,6 +83,4 @@ def idempotency_charged_once(
 ) -> dg.AssetCheckResult:
     """No idempotency key is charged twice, and the charged copy of a key is the first copy the
     lake ever received."""
-    home = tally.resolve()
-    by_day = {d: checks.idempotency(home, [d]) for d in context.partition_keys}
-    return per_day(context, by_day, "key")
+    return per_day(context, by_day(checks.idempotency, tally.resolve(), context), "key")

@@ -1,4 +1,4 @@
-"""Issue 16, item 1: every request that fails because of its input gets a 4xx with the JSON error
+"""Every request that fails because of its input gets a 4xx with the JSON error
 shape (per signal where the batch allows it: the good signals land), each limit of
 docs/limits.md is tested at the limit and one past it, and a server fault is a JSON 500."""
 

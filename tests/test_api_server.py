@@ -1,4 +1,4 @@
-"""Issue 16, items 1 and 2 over real HTTP (uvicorn in a thread, Tally's protocol class): a server
+"""Bad input and faults over real HTTP (uvicorn in a thread, Tally's protocol class): a server
 fault is a JSON 500 on a connection that stays open; slow clients are cut off with a 408; readers
 never break each other (two clients polling while an analytics query runs, an analyst's own
 DuckDB connection open and the warehouse republished meanwhile: zero 500s)."""

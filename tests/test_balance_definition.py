@@ -1,4 +1,4 @@
-"""Issue 16, item 3: one definition of a balance "at the end of day D" (sql/balance_end_of_day.sql)
+"""One definition of a balance "at the end of day D" (sql/balance_end_of_day.sql)
 shared by the HTTP API, `tally balances`, statements and the warehouse: all four agree, on a grant
 that expires exactly at the midnight that ends the last processed day (it counts on that day and
 expires the next) and on the demo."""

@@ -1,4 +1,4 @@
-"""The rejects benchmark (benchmarks/rejects.py, issue 16 item 7) at a smoke size: both files
+"""The rejects benchmark (benchmarks/rejects.py) at a smoke size: both files
 ingest completely, every bad signal is rejected with its reason. No timing is asserted here; the
 2M measurement is a manual run (`python -m benchmarks.rejects --signals 2000000`)."""
 

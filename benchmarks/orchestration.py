@@ -77,18 +77,20 @@ def run_cli(code: Path | None, args: list[str], ok=(0,), **env: str) -> float:
 
 def step_seconds(home: Path) -> float:
     """The sum of the durations of every successful step recorded in the home's Dagster."""
+    import tempfile
+
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
-    storage = home / "dagster"
-    ref = InstanceRef.from_dir(str(storage), config_dir=str(storage))
-    with dg.DagsterInstance.from_ref(ref) as instance:
-        total = 0.0
-        for record in instance.get_run_records():
-            for entry in instance.all_logs(
-                record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS
-            ):
-                total += entry.dagster_event.event_specific_data.duration_ms / 1000
+    with tempfile.TemporaryDirectory() as no_config:  # plain SQLite storage in <home>/dagster
+        ref = InstanceRef.from_dir(str(home / "dagster"), config_dir=no_config)
+        with dg.DagsterInstance.from_ref(ref) as instance:
+            total = 0.0
+            for record in instance.get_run_records():
+                for entry in instance.all_logs(
+                    record.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS
+                ):
+                    total += entry.dagster_event.event_specific_data.duration_ms / 1000
     return total
 
 

@@ -459,3 +459,30 @@ def test_blocking_checks_stop_the_run_before_publishing(
     assert day(2) in work.price_days and work.ledger_from == day(1)
     bill(home, plan)
     assert home.warehouse.exists() and pending(home, plan).empty
+
+
+def test_rematerializing_a_day_with_the_same_result_starts_no_catch_up(
+    workload, new_home, dagster_on
+) -> None:
+    """The UI's Materialize on one day of the whole billing job recomputes that day; the days
+    after it started from the same balances, so nothing else becomes due."""
+    home = new_home("dagster", workload.config_dir)
+    land_files(home, workload.signal_files)
+    defs, plan = dagster_on(home, day(10))
+    bill(home, plan)
+    job = defs.resolve_job_def("billing_run")
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        asset_selection=[plan.FACT_SIGNAL, plan.BALANCE_SNAPSHOT, plan.WAREHOUSE],
+        partition_key=day(4),
+    )
+    assert result.success
+    assert pending(home, plan).empty
+    # Changed balances on day 4 (a grant starting that day) make the days after it due.
+    customer = load_config(home.config_dir).customers[0].external_id
+    (home.config_dir / "more.yaml").write_text(
+        f"grants:\n  - {{id: g_more, customer: {customer}, currency: credits, amount: 5,"
+        f" starts_at: '{day(4)}T06:00:00Z'}}\n"
+    )
+    work = pending(home, plan)
+    assert work.price_days == [] and work.ledger_from == day(4)

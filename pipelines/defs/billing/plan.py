@@ -97,10 +97,12 @@ def _updated_since(instance, dep: dg.AssetKey, event, pointers: dict[str, int], 
     return updated
 
 
-def _materialization_tags(instance, key: dg.AssetKey, days: list[str]) -> dict[str, dict]:
-    """The tags of each day's latest materialization of `key` (days never materialized: none)."""
+def latest_materializations(
+    instance: dg.DagsterInstance, key: dg.AssetKey, days: list[str]
+) -> dict[str, dg.AssetMaterialization]:
+    """Each day's latest materialization of `key` (days never materialized: none)."""
     ids = instance.get_latest_storage_id_by_partition(key, _MAT, partitions=set(days))
-    out: dict[str, dict] = {}
+    out: dict[str, dg.AssetMaterialization] = {}
     todo = sorted(ids.values())
     for i in range(0, len(todo), 500):
         batch = todo[i : i + 500]
@@ -108,8 +110,7 @@ def _materialization_tags(instance, key: dg.AssetKey, days: list[str]) -> dict[s
             dg.AssetRecordsFilter(asset_key=key, storage_ids=batch), limit=len(batch)
         ).records
         for record in records:
-            event = record.asset_materialization
-            out[event.partition] = dict(event.tags or {})
+            out[record.asset_materialization.partition] = record.asset_materialization
     return out
 
 
@@ -131,7 +132,7 @@ def materialization_pointers(
 
 def _unsynced(instance, key: dg.AssetKey, deps: dict[dg.AssetKey, object], days) -> set[str]:
     """Days of `key` never materialized, or with an input updated since."""
-    tags = _materialization_tags(instance, key, days)
+    tags = {d: dict(m.tags or {}) for d, m in latest_materializations(instance, key, days).items()}
     out = {d for d in days if d not in tags}
     done = [d for d in days if d in tags]
     for dep, event in deps.items():
@@ -143,10 +144,25 @@ def _unsynced(instance, key: dg.AssetKey, deps: dict[dg.AssetKey, object], days)
     return out
 
 
+def _text(metadata: dict, name: str) -> str | None:
+    value = metadata.get(name)
+    return None if value is None else str(getattr(value, "value", value))
+
+
 def _chain_breaks(instance, days: list[str]) -> set[str]:
-    """Ledger days materialized before the day before them was (re)materialized."""
-    ids = instance.get_latest_storage_id_by_partition(BALANCE_SNAPSHOT, _MAT)
-    return {d for prev, d in zip(days, days[1:], strict=False) if ids.get(prev, 0) > ids.get(d, 0)}
+    """Ledger days that started from other balances than the day before them holds now: each
+    day records the fingerprint of its closing state (`checkpoint`) and of the state it started
+    from (`starts_from`). A day recomputed with the same result breaks nothing after it."""
+    mats = latest_materializations(instance, BALANCE_SNAPSHOT, days)
+    breaks = set()
+    for prev, day in zip(days, days[1:], strict=False):
+        if prev not in mats or day not in mats:
+            continue  # a missing day is unsynced by itself
+        holds = _text(mats[prev].metadata, "checkpoint")
+        started = _text(mats[day].metadata, "starts_from")
+        if holds is None or started is None or holds != started:
+            breaks.add(day)
+    return breaks
 
 
 PRICING_CHECKS = ("one_status_per_signal", "idempotency_charged_once")

@@ -44,6 +44,22 @@ def _day_metadata(engine_dir: Path, days: list[str]) -> dict[str, dict]:
     return out
 
 
+def checkpoints(engine_dir: Path, days: list[str]) -> dict[str, str]:
+    """Per day: a fingerprint of the balances and grant balances at its end (the state the next
+    day starts from)."""
+    out = {}
+    for name in ("balance_snapshot", "grant_balance"):
+        files = [engine_dir / name / f"date={d}" / "data.parquet" for d in days]
+        files = [str(f) for f in files if f.exists()]
+        if not files:
+            continue
+        for day, digest in (
+            connect().execute(load_sql(f"{name}_fingerprint"), {"files": files}).fetchall()
+        ):
+            out[day.isoformat()] = out.get(day.isoformat(), "") + digest[:16]
+    return {d: out.get(d, "empty") for d in days}
+
+
 @dg.asset(
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -83,6 +99,8 @@ def balance_snapshot(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.
         )
     engine.ledger(home, config, first, last, START.isoformat())
     days = engine.day_range(first, last)
+    previous = engine.day_range(START, first)[-2:-1]  # the day before `first`, if billed
+    states = checkpoints(home.engine_dir, previous + days)
     for day, m in _day_metadata(home.engine_dir, days).items():
         lowest = ["| recipient | currency | closing | overage |", "|---|---|---:|---:|"]
         lowest += [f"| {t} {i} | {c} | {b} | {o} |" for t, i, c, b, o in m["lowest"]]
@@ -94,6 +112,10 @@ def balance_snapshot(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.
                 "lowest_balances": dg.MetadataValue.md(
                     "\n".join(lowest) if m["lowest"] else "no active recipient"
                 ),
+                "checkpoint": states[day],
+                "starts_from": states.get(engine.day_range(START, day)[-2], "")
+                if day > START.isoformat()
+                else "",
             },
             partition_key=day,
         )

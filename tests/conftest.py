@@ -80,17 +80,19 @@ def tally(
     home: Path | Home,
     check: bool = True,
     timeout: float = 600,
+    cwd: Path | str | None = None,
     **extra_env: str,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `tally ARGS` on `home` and wait for it; with `check`, a non-zero exit fails the test
-    showing both outputs. Keyword arguments become environment variables (`TALLY_NOW="..."`)."""
+    """Run `tally ARGS` on `home` and wait for it (in `cwd`, default the home's parent); with
+    `check`, a non-zero exit fails the test showing both outputs. Other keyword arguments become
+    environment variables (`TALLY_NOW="..."`)."""
     root = home.root if isinstance(home, Home) else home
     proc = subprocess.run(
         tally_command(*args),
         env=tally_env(root, **extra_env),
         text=True,
         capture_output=True,
-        cwd=root.parent,
+        cwd=root.parent if cwd is None else cwd,
         timeout=timeout,
     )
     if check and proc.returncode != 0:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import tally as run_tally
 from statement_helpers import close_lake, make_home
 
 from pipelines.lib.analytics import breakdown, data_keys
@@ -64,20 +65,15 @@ def rows(path: Path, sql: str, params: dict | None = None, tz: str = "UTC") -> l
 
 
 def tally(*args: str, home: Path, columns: int = 200) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TALLY_HOME": str(home), "COLUMNS": str(columns)}
-    env.pop("DAGSTER_HOME", None)
-    env.pop("TALLY_DAGSTER_STORAGE", None)
-    env["TALLY_NOW"] = "2026-11-20T00:00:00Z"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        env=env,
-        text=True,
-        capture_output=True,
+    """`tally ARGS` at a fixed "now", from another directory than the home's."""
+    return run_tally(
+        *args,
+        home=home,
         cwd="/",
         timeout=300,
+        COLUMNS=str(columns),
+        TALLY_NOW="2026-11-20T00:00:00Z",
     )
-    assert proc.returncode == 0, f"tally {args}: {proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 # ------------------------------------------------------------------------------ 1. currency

@@ -30,7 +30,10 @@ _COMMON = {
 }
 settings.register_profile("tally", max_examples=100, **_COMMON)
 settings.register_profile("tally-slow", max_examples=1000, **_COMMON)
-settings.load_profile("tally")
+# Test modules import their helpers from here (`from conftest import tally`), which runs this
+# module a second time: keep a profile already chosen.
+if settings.get_current_profile_name() == "default":
+    settings.load_profile("tally")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -92,17 +92,17 @@ def _run(h: Home, through: str | None = None) -> bool:
     from pipelines.defs.partitions import DAILY
 
     config = _config(h)
-    last = DAILY.get_last_partition_key() or "-"
+    today = DAILY.get_last_partition_key() or "-"
     if through is not None:
         try:
             date.fromisoformat(through)
         except ValueError:
             raise fail(f"--through {through!r} is not a date (YYYY-MM-DD)") from None
-        if through > last:
-            raise fail(f"--through {through} has not ended yet: billing runs through {last}")
+        if through > today:
+            raise fail(f"--through {through} is after today ({today}, UTC): nothing to bill yet")
     days = plan.billed_days(config, through)
     if not days:
-        out.print(f"nothing to bill: the first billed day is after {through or last}")
+        out.print(f"nothing to bill: the first billed day is {DAILY.get_first_partition_key()}")
         return True
     _report_unbilled(h, days[0], days[-1])
     import dagster as dg
@@ -145,7 +145,8 @@ def _report_unbilled(h: Home, first: str, last: str) -> None:
         )
     if after:
         err.print(
-            f"note: {after:,} signal(s) dated after {last} wait for their day to end",
+            f"note: {after:,} signal(s) dated after {last} wait for their day to end "
+            "(or for tally run --through)",
             highlight=False,
             soft_wrap=True,
         )

@@ -86,8 +86,8 @@ class Server:
             self.proc.wait(timeout=30)
 
     def run(self) -> None:
-        """The billing run, as an operator (or `--run-every`) would start it."""
-        tally("run", home=self.root)
+        """The billing run through today (the open day), as `--run-every` starts it."""
+        tally("run", "--through", datetime.now(UTC).date().isoformat(), home=self.root)
 
 
 @pytest.fixture()

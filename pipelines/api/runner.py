@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 
+from pipelines.lib.closing import now
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
 
@@ -39,7 +40,10 @@ class Runner:
             state = self._state()
             if state == self._last:
                 continue
+            # Through today, the open day: the API's balances include what arrived so far.
+            today = now().date().isoformat()
             cmd = [sys.executable, "-m", "pipelines.cli", "run", "--home", str(self.home.root)]
+            cmd += ["--through", today]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode == 0:
                 self._last = state

@@ -2,13 +2,14 @@
 
 The first day comes from the configuration (`billing.start_date`, else the day the earliest grant
 starts); it is read when the code location loads, never from the lake. The last partition is
-yesterday (UTC): a day is billed once it is over. `TALLY_NOW` moves "now" (tests, re-issues).
+today (UTC), the open day; the schedule and the sensor bill through yesterday, the last closed
+day. `TALLY_NOW` moves "now" (tests, re-issues).
 """
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -28,21 +29,23 @@ def first_billed_day() -> date:
     return start or now().date().replace(day=1)
 
 
-def _pinned() -> dict:
-    """How the partitions end when the clock is pinned (`TALLY_NOW`): before that day. Dagster
-    ends time partitions at the real clock at the latest, so a clock pinned ahead of it extends
-    them by an offset instead. Unpinned: before today (the last partition is yesterday)."""
+def _end() -> dict:
+    """The partitions run through today (UTC): days through yesterday are closed and billed by
+    the schedule; today is open (`tally run --through TODAY` and `tally serve` bill it as it
+    goes). Dagster ends time partitions at the real clock, so a clock pinned ahead of it
+    (`TALLY_NOW`) extends them by an offset, and one pinned behind it ends them at its day."""
     if not os.environ.get(NOW_ENV, "").strip():
-        return {}
+        return {"end_offset": 1}
     today = now().date()
     ahead = (today - datetime.now(UTC).date()).days
-    if ahead > 0:
-        return {"end_offset": ahead}
-    return {"end_date": datetime(today.year, today.month, today.day, tzinfo=UTC)}
+    if ahead >= 0:
+        return {"end_offset": ahead + 1}
+    end = today + timedelta(days=1)
+    return {"end_date": datetime(end.year, end.month, end.day, tzinfo=UTC)}
 
 
 START = first_billed_day()
-DAILY = dg.DailyPartitionsDefinition(start_date=START.isoformat(), **_pinned())
+DAILY = dg.DailyPartitionsDefinition(start_date=START.isoformat(), **_end())
 # Months through the current one (its statements are drafts until the month closes).
 _today, _real = now().date(), datetime.now(UTC).date()
 _ahead = (_today.year - _real.year) * 12 + _today.month - _real.month

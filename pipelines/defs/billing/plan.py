@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import dagster as dg
 from dagster._core.definitions.data_version import (
@@ -272,10 +273,12 @@ def compute_work(instance: dg.DagsterInstance, home: Home, config: Config, days:
 
 
 def billed_days(config: Config, through: str | None = None) -> list[str]:
-    """The daily partitions (billed days) through `through` (default: all, through yesterday)."""
+    """The daily partitions through `through` (default: yesterday, the last closed day)."""
     from pipelines.defs.partitions import DAILY
+    from pipelines.lib.closing import now
 
-    return [d for d in DAILY.get_partition_keys() if through is None or d <= through]
+    last = through or (now().date() - timedelta(days=1)).isoformat()
+    return [d for d in DAILY.get_partition_keys() if d <= last]
 
 
 def run_request(work: Work, reason: str) -> dg.RunRequest | None:

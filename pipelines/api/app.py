@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipelines.api import read, routes_ref
+from pipelines.api import openapi, read, routes_ref
 from pipelines.api.errors import ApiError, bad_request, not_found
 from pipelines.api.http import (
     DEFAULT_MAX_BODY,
@@ -49,6 +49,7 @@ from pipelines.lib.limits import MAX_QUERY_CHARS
 
 log = logging.getLogger(__name__)
 PREFIX = "/api/v2"
+OPENAPI_PATH = PREFIX + "/openapi.json"
 INTERNAL = {"error": "internal error; see the server log", "code": "internal"}
 
 
@@ -59,6 +60,7 @@ class Guard:
     def __init__(self, app: ASGIApp, tokens: list[str], max_body: int):
         self.app, self.max_body = app, max_body
         self.tokens = [t.encode() for t in tokens]
+        self.openapi = openapi.document()
 
     def _authorized(self, scope: Scope) -> bool:
         header = dict(scope["headers"]).get(b"authorization", b"")
@@ -71,6 +73,9 @@ class Guard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["path"] == OPENAPI_PATH and scope["method"] in ("GET", "HEAD"):
+            await reply(self.openapi)(scope, receive, send)  # public: it holds no data
             return
         if not self._authorized(scope):
             error = ApiError(401, "missing or invalid bearer token", "unauthorized")

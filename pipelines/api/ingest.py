@@ -81,17 +81,26 @@ class Committer:
     def __init__(self, lake: Lake):
         self.lake = lake
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="tally-committer", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._thread = self._start()
+
+    def _start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._loop, name="tally-committer", daemon=True)
+        thread.start()
+        return thread
 
     def submit(self, validated: Validated, request_id: str) -> Future:
         future: Future = Future()
-        self._queue.put(_Pending(validated, request_id, future))
+        with self._lock:
+            if not self._thread.is_alive():  # closed by an app's shutdown, used again (tests)
+                self._thread = self._start()
+            self._queue.put(_Pending(validated, request_id, future))
         return future
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        with self._lock:
+            self._queue.put(None)
+            self._thread.join()
 
     def _loop(self) -> None:
         while True:

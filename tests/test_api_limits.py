@@ -269,6 +269,13 @@ def test_a_server_fault_is_a_json_500(api: TestClient, home: Home, monkeypatch) 
     assert r.json() == {"error": "internal error; see the server log", "code": "internal"}
 
 
+def test_extreme_query_times_are_400_or_empty(api: TestClient) -> None:
+    meta = "/api/v2/analytics/signals/metadata"
+    assert api.get(meta, params={"toDate": "0001-01-02T00:00:00Z"}).status_code == 400
+    assert api.get(meta, params={"toDate": "9999-12-31T23:59:59-01:00"}).status_code == 400
+    assert api.get("/api/v2/signals/", params={"createdAtFrom": "0001-01-01"}).status_code == 200
+
+
 def test_bad_json_and_shapes_are_400(api: TestClient) -> None:
     for body in (b"{nope", b"[]", b'{"signals": 3}', b'{"signals": [1, "x"]}', b"\xff\xfe"):
         r = api.post("/api/v2/signals/bulk", content=body)

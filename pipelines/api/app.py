@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -41,7 +41,7 @@ from pipelines.api.http import (
 )
 from pipelines.api.ingest import Committer, parse_bulk
 from pipelines.api.runner import Runner
-from pipelines.api.store import Store, iso
+from pipelines.api.store import Store, iso, now
 from pipelines.lib.analytics import data_keys
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
@@ -187,8 +187,11 @@ def analytics_schema(request: Request, api: Api) -> Response:
 
 
 def signals_metadata(request: Request, api: Api) -> Response:
-    to_ts = time_param(request, "toDate") or datetime.now(UTC)
-    from_ts = time_param(request, "fromDate") or to_ts - timedelta(days=30)
+    to_ts = time_param(request, "toDate") or now()
+    try:
+        from_ts = time_param(request, "fromDate") or to_ts - timedelta(days=30)
+    except OverflowError:  # toDate in the first 30 days of year 1
+        raise bad_request("toDate is too early") from None
     meta = {"fromDate": iso(from_ts), "toDate": iso(to_ts)}
     if not api.home.warehouse.exists():
         return reply({"signals": [], "meta": meta})

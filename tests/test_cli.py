@@ -11,7 +11,6 @@ import duckdb
 import pytest
 from conftest import tally
 
-
 NOW = "2026-11-15T06:00:00Z"  # the demo's data ends on 2026-11-14: yesterday, for these tests
 
 

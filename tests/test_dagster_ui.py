@@ -130,8 +130,7 @@ def test_the_materialize_button_prices_exactly_that_partition(ui) -> None:
 
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     (rows,) = con.execute(
-        "SELECT count(*) FROM fact_signal WHERE timestamp >= $d::DATE "
-        "AND timestamp < $d::DATE + 1",
+        "SELECT count(*) FROM fact_signal WHERE timestamp >= $d::DATE AND timestamp < $d::DATE + 1",
         {"d": DAY},
     ).fetchall()[0]
     con.close()

@@ -32,7 +32,7 @@ from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
 from pipelines.lib.ledger import LedgerDays, checkpoint_exists, run_ledger
 from pipelines.lib.pricing import PricedDay, prepare, price_day
-from pipelines.lib.sql import connect
+from pipelines.lib.sql import connect, load_sql
 
 _ENC = msgspec.json.Encoder(decimal_format="number", order="sorted")
 
@@ -75,10 +75,13 @@ def _span(start: datetime | None, end: datetime | None) -> tuple[str | None, str
 
 
 def pricing_versions(config: Config, days: list[str]) -> dict[str, str]:
-    """Per day: a fingerprint of everything that prices that day's signals (customers, products,
-    users, seats and hot keys; the rules, seat assignments and seat grants in force that day)."""
+    """Per day: a fingerprint of everything that prices that day's signals (the pricing SQL;
+    customers, products, users, seats and hot keys; the rules, seat assignments and seat grants
+    in force that day)."""
     everything = _fp(
         {
+            # The pricing SQL itself: a new version of Tally that prices differently reprices.
+            "sql": [load_sql("priced_signal"), load_sql("signal_rollup")],
             "customers": [c.external_id for c in config.customers],
             "products": [p.external_id for p in config.products],
             "users": [(u.customer_id, u.external_id) for u in config.users],

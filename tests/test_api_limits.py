@@ -306,3 +306,17 @@ def test_config_loader_refuses_times_outside_the_window(tmp_path: Path, monkeypa
     parse_config({"a.yaml": rule % "2000-01-01T00:00:00Z"})
     with pytest.raises(ConfigError, match="pricing"):
         parse_config({"a.yaml": rule % "1970-01-01T00:00:00Z"})
+
+
+def test_config_loader_file_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.lib import config
+    from pipelines.lib.config import ConfigError, load_config
+
+    (tmp_path / "a.yaml").write_text(COMPANY)
+    size = (tmp_path / "a.yaml").stat().st_size
+    monkeypatch.setattr(config, "MAX_CONFIG_FILE_BYTES", size)
+    assert load_config(tmp_path).customers[0].external_id == "acme"
+    monkeypatch.setattr(config, "MAX_CONFIG_FILE_BYTES", size - 1)
+    config._CACHE.clear()
+    with pytest.raises(ConfigError, match="a.yaml: .* bytes, over the"):
+        load_config(tmp_path)

@@ -82,7 +82,9 @@ def _quick_commits(connection, _record) -> None:
         else:
             # Dagster opens a connection per operation; the last one to close checkpoints the
             # WAL (an fsync). One connection kept open per file makes closing cheap.
-            _ANCHORS[files[0]] = sqlite3.connect(files[0], check_same_thread=False)
+            anchor = sqlite3.connect(files[0], check_same_thread=False)
+            anchor.execute("PRAGMA schema_version").fetchall()  # maps the WAL index: holds it
+            _ANCHORS[files[0]] = anchor
             while len(_ANCHORS) > _MAX_ANCHORS:
                 _ANCHORS.popitem(last=False)[1].close()
 

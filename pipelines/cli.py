@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from datetime import UTC, date
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
@@ -64,7 +64,7 @@ def _user_errors():
 def _home(home: Path | None) -> Home:
     """Resolve the home and point every layer (engine, Dagster) at it: Dagster's instance lives
     in `<home>/dagster` (created with its dagster.yaml on first use)."""
-    from pipelines.lib.instance import ensure_instance
+    from pipelines.lib.home import ensure_instance
 
     h = resolve_home(home)
     os.environ["TALLY_HOME"] = str(h.root)
@@ -88,6 +88,13 @@ def _config(h: Home):
 def _run(h: Home, through: str | None = None) -> bool:
     """Bring every billed day through `through` (default yesterday) up to date through the
     Dagster definitions, printing what each asset did."""
+    from pipelines.lib import uptodate
+    from pipelines.lib.closing import now
+
+    default = (now().date() - timedelta(days=1)).isoformat()
+    if uptodate.holds(h, through or default):  # Dagster's last answer, and nothing changed
+        out.print(f"everything is up to date through {through or default}")
+        return True
     from pipelines.defs.billing import plan
     from pipelines.defs.partitions import DAILY
 
@@ -110,6 +117,7 @@ def _run(h: Home, through: str | None = None) -> bool:
     with err.status("asking Dagster what is missing or unsynced"):
         work = plan.compute_work(dg.DagsterInstance.get(), h, config, days)
     if work.empty:
+        uptodate.record(h, through or default)
         out.print(f"everything is up to date through {days[-1]}")
         return True
     ok = True

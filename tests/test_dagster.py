@@ -29,8 +29,7 @@ import yaml
 from pipelines.lib import lake as lake_module
 from pipelines.lib.config import load_config
 from pipelines.lib.engine import run_engine
-from pipelines.lib.home import Home
-from pipelines.lib.instance import ensure_instance
+from pipelines.lib.home import Home, ensure_instance
 from pipelines.lib.lake import Lake
 from pipelines.lib.signals import ingest_file, ingest_signals
 from pipelines.lib.synth import synth
@@ -486,3 +485,35 @@ def test_rematerializing_a_day_with_the_same_result_starts_no_catch_up(
     )
     work = pending(home, plan)
     assert work.price_days == [] and work.ledger_from == day(4)
+
+
+def test_the_up_to_date_memo_holds_only_while_nothing_changed(
+    workload, new_home, dagster_on
+) -> None:
+    """`tally run` remembers Dagster's "nothing to do"; any input or any Dagster event since
+    (a run from the UI) makes it ask Dagster again."""
+    from pipelines.lib import uptodate
+
+    home = new_home("dagster", workload.config_dir)
+    land_files(home, workload.signal_files[:3])
+    defs, plan = dagster_on(home, day(3))
+    bill(home, plan)
+    assert pending(home, plan).empty
+    uptodate.record(home, day(3))
+    assert uptodate.holds(home, day(3)) and not uptodate.holds(home, day(4))
+    job = defs.resolve_job_def("billing_run")
+    job.execute_in_process(
+        instance=dg.DagsterInstance.get(), asset_selection=[plan.FACT_SIGNAL], partition_key=day(2)
+    )
+    assert not uptodate.holds(home, day(3))  # Dagster recorded something since
+    uptodate.record(home, day(3))
+    land_files(home, workload.signal_files[3:4])
+    assert not uptodate.holds(home, day(3))  # the lake changed
+    uptodate.record(home, day(3))
+    (home.config_dir / "company.yaml").write_text(
+        (home.config_dir / "company.yaml").read_text() + "\n"
+    )
+    assert not uptodate.holds(home, day(3))  # the configuration changed
+    uptodate.record(home, day(3))
+    home.warehouse.unlink()
+    assert not uptodate.holds(home, day(3))  # the warehouse is gone

@@ -42,3 +42,36 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Home:
     """The explicit `home`, else `$TALLY_HOME`, else `./data`; always absolute."""
     chosen = home if home is not None else os.environ.get(HOME_ENV) or "data"
     return Home(Path(chosen).expanduser().resolve())
+
+
+INSTANCE_YAML = """\
+# Dagster's instance for this Tally home (written by `tally`; edit freely, it is kept).
+storage:
+  custom:
+    module: pipelines.lib.instance
+    class: HomeSqliteStorage
+    config: {}
+local_artifact_storage:
+  module: pipelines.lib.instance
+  class: HomeArtifactStorage
+  config: {}
+compute_logs:
+  module: pipelines.lib.instance
+  class: HomeComputeLogManager
+  config: {}
+concurrency:
+  pools:
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
+def ensure_instance(home_root: Path) -> Path:
+    """Create `<home>/dagster/dagster.yaml` (once) and return the directory (DAGSTER_HOME)."""
+    path = home_root / "dagster"
+    path.mkdir(parents=True, exist_ok=True)
+    config = path / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML)
+    return path

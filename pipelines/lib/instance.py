@@ -22,42 +22,10 @@ from sqlalchemy.engine import Engine
 
 from pipelines.lib.home import resolve_home
 
-INSTANCE_YAML = """\
-# Dagster's instance for this Tally home (written by `tally`; edit freely, it is kept).
-storage:
-  custom:
-    module: pipelines.lib.instance
-    class: HomeSqliteStorage
-    config: {}
-local_artifact_storage:
-  module: pipelines.lib.instance
-  class: HomeArtifactStorage
-  config: {}
-compute_logs:
-  module: pipelines.lib.instance
-  class: HomeComputeLogManager
-  config: {}
-concurrency:
-  pools:
-    default_limit: 1
-telemetry:
-  enabled: false
-"""
-
 
 def dagster_dir(home: str | None = None) -> Path:
     """`<home>/dagster`: Dagster's runs, event logs, schedules and compute logs for the home."""
     return resolve_home(home).root / "dagster"
-
-
-def ensure_instance(home_root: Path) -> Path:
-    """Create `<home>/dagster/dagster.yaml` (once) and return the directory (DAGSTER_HOME)."""
-    path = home_root / "dagster"
-    path.mkdir(parents=True, exist_ok=True)
-    config = path / "dagster.yaml"
-    if not config.exists():
-        config.write_text(INSTANCE_YAML)
-    return path
 
 
 _QUICK: set[Path] = set()  # the directories of the instances created below

@@ -48,6 +48,8 @@ SECTIONS = (
     "grants",
 )
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
     """Writes exact JSON numbers (Decimal) as YAML floats with every digit, which the config
     loader reads back as the same Decimal."""

@@ -134,6 +134,8 @@ def _run(h: Home, through: str | None = None) -> bool:
             err.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
     if ok:
         out.print(f"done through {work.through}; warehouse at {h.warehouse}", highlight=False)
+        if plan.compute_work(dg.DagsterInstance.get(), h, config, days).empty:
+            uptodate.record(h, through or default)  # the next `tally run` answers at once
     return ok
 
 

@@ -114,15 +114,18 @@ def _run(h: Home, through: str | None = None) -> bool:
     _report_unbilled(h, days[0], days[-1])
     import dagster as dg
 
+    instance = dg.DagsterInstance.get()
     with err.status("asking Dagster what is missing or unsynced"):
-        work = plan.compute_work(dg.DagsterInstance.get(), h, config, days)
+        work = plan.compute_work(instance, h, config, days)
     if work.empty:
         uptodate.record(h, through or default)
         out.print(f"everything is up to date through {days[-1]}")
         return True
     ok = True
     with err.status("billing run") as status:
-        outcomes = plan.execute(work, progress=lambda what: status.update(f"billing run: {what}"))
+        outcomes = plan.execute(
+            work, lambda what: status.update(f"billing run: {what}"), instance=instance
+        )
     for outcome in outcomes:
         for asset, partitions in outcome.materialized.items():
             parts = [p for p in partitions if p]
@@ -134,7 +137,7 @@ def _run(h: Home, through: str | None = None) -> bool:
             err.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
     if ok:
         out.print(f"done through {work.through}; warehouse at {h.warehouse}", highlight=False)
-        if plan.compute_work(dg.DagsterInstance.get(), h, config, days).empty:
+        if plan.compute_work(instance, h, config, days).empty:
             uptodate.record(h, through or default)  # the next `tally run` answers at once
     return ok
 

@@ -310,12 +310,17 @@ class RunOutcome:
     problems: list[str] = field(default_factory=list)
 
 
-def execute(work: Work, progress: ProgressFn | None = None) -> list[RunOutcome]:
+def execute(
+    work: Work,
+    progress: ProgressFn | None = None,
+    instance: dg.DagsterInstance | None = None,
+) -> list[RunOutcome]:
     """Run `work` in this process through the `billing_run` job, run after run, stopping at the
     first run that fails or whose blocking checks fail (nothing downstream of them runs)."""
     from pipelines.definitions import defs
 
     job = defs().resolve_job_def("billing_run")
+    instance = instance or dg.DagsterInstance.get()
     outcomes = []
     for assets, span in work.runs():
         what = ", ".join(a.to_user_string() for a in assets)
@@ -328,7 +333,7 @@ def execute(work: Work, progress: ProgressFn | None = None) -> list[RunOutcome]:
                 "dagster/asset_partition_range_end": span[1],
             }
         result = job.execute_in_process(
-            instance=dg.DagsterInstance.get(),
+            instance=instance,
             asset_selection=assets,
             tags=tags,
             # Tally reports failures itself, one line each; the run's logs stay in the UI.

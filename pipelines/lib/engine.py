@@ -129,10 +129,17 @@ PRICING_THREADS = int(os.environ.get("TALLY_PRICING_THREADS", "2"))
 
 
 def price(
-    home: Home, config: Config, days: list[str], progress: Callable[[str], None] | None = None
+    home: Home,
+    config: Config,
+    days: list[str],
+    progress: Callable[[str], None] | None = None,
+    since: dict[str, int] | None = None,
 ) -> list[PricedDay]:
-    """Price each of `days` whole (a day without signals becomes an empty partition). A few days
-    run at a time: DuckDB prices them in parallel, outside the GIL."""
+    """Price each of `days` (a day without signals becomes an empty partition): whole, or, for a
+    day in `since` (its last landing sequence number priced, with its configuration unchanged
+    since), only the signals landed after it, as a late part. A few days run at a time: DuckDB
+    prices them in parallel, outside the GIL."""
+    since = since or {}
     lake = Lake(home.lake)
     local = threading.local()
 
@@ -140,7 +147,7 @@ def price(
         if not hasattr(local, "con"):
             local.con = connect()
             local.prepared = prepare(local.con, config)
-        priced = price_day(local.con, lake, home.engine_dir, day, local.prepared)
+        priced = price_day(local.con, lake, home.engine_dir, day, local.prepared, since.get(day))
         if progress:
             progress(day)
         return priced

@@ -83,9 +83,22 @@ def rollup_path(engine_dir: Path, day: str, part: str = "data") -> Path:
     return engine_dir / "signal_rollup" / f"date={day}" / f"{part}.parquet"
 
 
+MAX_LATE_FILES = 8  # late parts a day may collect before pricing merges them into data.parquet
+
+
 def fact_signal_files(engine_dir: Path, day: str) -> list[Path]:
-    """A day's priced signals (no file for a day without signals)."""
+    """A day's priced signals: `data.parquet` plus the late parts appended since (each part
+    holds the signals that landed after the previous pricing, named by their first sequence);
+    no file for a day without signals."""
     return sorted((engine_dir / "fact_signal" / f"date={day}").glob("*.parquet"))
+
+
+def _late_parts(engine_dir: Path, day: str) -> list[Path]:
+    return [
+        p
+        for output in ("fact_signal", "signal_rollup")
+        for p in (engine_dir / output / f"date={day}").glob("late-*.parquet")
+    ]
 
 
 def hot_key_pointers(config: Config) -> list[str]:
@@ -165,18 +178,41 @@ def price_day(
     engine_dir: Path,
     day: str,
     prepared: Prepared,
+    since: int | None = None,
 ) -> PricedDay:
-    """Price every landed signal of `day` into that day's `fact_signal` and `signal_rollup`,
-    replacing what was there (a day without signals leaves an empty partition: no files)."""
+    """Price the landed signals of `day` into that day's `fact_signal` and `signal_rollup`.
+
+    Without `since`, every signal of the day is priced into `data.parquet` (late parts removed).
+    With `since` (the last landing sequence number already priced, when neither the signals nor
+    the configuration of that day changed otherwise), only later signals (late arrivals) are
+    priced, into a part of their own beside the day's rows: pricing a signal never depends on the
+    others, so a day that receives a few late signals costs what those signals cost. After
+    MAX_LATE_FILES parts the day is priced whole again, which bounds its files.
+    """
     files = [str(f.path) for f in lake.files(date=day)]
     if not files:
         for path in (fact_signal_path(engine_dir, day), rollup_path(engine_dir, day)):
             path.unlink(missing_ok=True)
+        for path in _late_parts(engine_dir, day):
+            path.unlink()
         return PricedDay(day, 0, Decimal(0), {}, 0)
     landed = con.read_parquet(files)
     max_seq = landed.aggregate("max(seq)").fetchall()[0][0]
-    landed.create_view("landed", replace=True)
-    _write_part(con, engine_dir, day, "data", prepared)
+    existing = fact_signal_files(engine_dir, day)
+    append = since is not None and bool(existing) and len(existing) <= MAX_LATE_FILES
+    if append and max_seq <= since:
+        return _counts(con, engine_dir, day, max_seq)  # nothing new (e.g. only compaction)
+    if append:
+        # `since` is an integer from Dagster's records (the relation API takes no parameters).
+        landed.filter(f"seq > {int(since)}").create_view("landed", replace=True)
+        part = f"late-{int(since) + 1:016d}"
+    else:
+        landed.create_view("landed", replace=True)
+        part = "data"
+    _write_part(con, engine_dir, day, part, prepared)
+    if not append:
+        for path in _late_parts(engine_dir, day):
+            path.unlink()
     return _counts(con, engine_dir, day, max_seq)
 
 

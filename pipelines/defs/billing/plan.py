@@ -194,6 +194,28 @@ def unchecked(
     }
 
 
+def passed_last(
+    instance: dg.DagsterInstance, key: dg.AssetKey, checks: tuple[str, ...], day: str
+) -> bool:
+    """Whether the last completed evaluation of each of `checks` on `day` passed (evaluations
+    a running run has only planned do not count)."""
+    from dagster._core.event_api import PartitionKeyFilter
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus as Status,
+    )
+
+    for name in checks:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(key, name),
+            limit=1,
+            status={Status.SUCCEEDED, Status.FAILED},
+            partition_filter=PartitionKeyFilter(key=day),
+        )
+        if not records or records[0].status != Status.SUCCEEDED:
+            return False
+    return True
+
+
 def ledger_unsynced(instance: dg.DagsterInstance, days: list[str]) -> set[str]:
     """Ledger days missing, computed from older priced signals or grants, or computed before the
     day before them was (re)computed."""
@@ -287,7 +309,7 @@ def run_request(work: Work, reason: str) -> dg.RunRequest | None:
     if not runs:
         return None
     assets, span = runs[0]
-    tags = {"tally/reason": reason}
+    tags = {"tally/reason": reason, "tally/incremental": "true"}
     if span:
         tags |= {
             "dagster/asset_partition_range_start": span[0],
@@ -326,7 +348,7 @@ def execute(
         what = ", ".join(a.to_user_string() for a in assets)
         if progress:
             progress(f"{what} {span[0]}..{span[1]}" if span else what)
-        tags = {"tally/reason": "tally run"}
+        tags = {"tally/reason": "tally run", "tally/incremental": "true"}
         if span:
             tags |= {
                 "dagster/asset_partition_range_start": span[0],

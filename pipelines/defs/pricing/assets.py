@@ -33,6 +33,26 @@ PREVIEW = (
 )
 
 
+INCREMENTAL = "tally/incremental"  # run tag of the billing runs that tally run and the sensor start
+
+
+def _incremental(context, days: list[str], versions: dict[str, str]) -> dict[str, int]:
+    """Days whose last pricing still holds (same pricing version, and its checks passed): only
+    the signals landed since (`priced_seq`) are priced. A run from the UI prices days whole."""
+    from pipelines.defs.billing import plan
+
+    since = {}
+    for day, mat in plan.latest_materializations(
+        context.instance, context.assets_def.key, days
+    ).items():
+        seq, version = mat.metadata.get("priced_seq"), mat.metadata.get("pricing_version")
+        if seq is None or version is None or version.value != versions[day]:
+            continue
+        if plan.passed_last(context.instance, context.assets_def.key, plan.PRICING_CHECKS, day):
+            since[day] = int(seq.value)
+    return since
+
+
 @dg.asset(
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -44,11 +64,16 @@ PREVIEW = (
 def fact_signal(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.MaterializeResult:
     """Every accepted, de-duplicated signal of the day with its status, quantity, credits and
     recipient. Materializing a day prices all of that day's signals again (a day without signals
-    becomes an empty partition)."""
+    becomes an empty partition); the billing runs of `tally run` and the sensor price only the
+    signals landed since, when nothing else about the day changed."""
     home, config = tally.resolve(), tally.config()
     days = list(context.partition_keys)
+    versions = engine.pricing_versions(config, days)
+    since = _incremental(context, days, versions) if context.run.tags.get(INCREMENTAL) else {}
     con = connect()
-    for p in engine.price(home, config, days):
-        context.add_asset_metadata(day_metadata(con, home.engine_dir, p), partition_key=p.day)
+    for p in engine.price(home, config, days, since=since):
+        metadata = day_metadata(con, home.engine_dir, p)
+        metadata |= {"priced_seq": p.max_seq, "pricing_version": versions[p.day]}
+        context.add_asset_metadata(metadata, partition_key=p.day)
     context.log.info(f"priced {len(days)} day(s) {days[0]}..{days[-1]}")
     return dg.MaterializeResult()

@@ -643,6 +643,7 @@ def ui(
     """Start the Dagster UI and its daemon (schedule, sensor) on this home; Ctrl-C stops both."""
     import signal
     import subprocess
+    import time
 
     h = _home(home)
     dagster_home = Path(os.environ["DAGSTER_HOME"])
@@ -651,21 +652,29 @@ def ui(
     out.print(f"Dagster UI on http://{host}:{port} for {h.root} (Ctrl-C to stop)")
     # Its own process group, so that stopping `tally ui` stops the webserver and the daemon.
     child = subprocess.Popen(cmd, cwd=dagster_home, start_new_session=True)
+    stopping: list[float] = []
 
     def stop(signum, _frame) -> None:
-        try:
-            os.killpg(child.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        if not stopping:
+            stopping.append(time.monotonic())
+            _signal_group(child.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    code = child.wait()
+    while child.poll() is None:
+        time.sleep(0.2)
+        if stopping and time.monotonic() - stopping[0] > 15:  # asked nicely; now for sure
+            _signal_group(child.pid, signal.SIGKILL)
+    _signal_group(child.pid, signal.SIGKILL)  # anything of the group that outlived dagster dev
+    code = child.returncode
+    raise typer.Exit(0 if stopping or code == 0 else code)
+
+
+def _signal_group(pid: int, signum: int) -> None:
     try:
-        os.killpg(child.pid, signal.SIGKILL)  # anything of the group that outlived dagster dev
+        os.killpg(pid, signum)
     except ProcessLookupError:
         pass
-    raise typer.Exit(0 if code in (0, -signal.SIGTERM, 128 + signal.SIGTERM) else code)
 
 
 def _workspace(dagster_home: Path) -> Path:

@@ -67,10 +67,15 @@ query Mats($key: AssetKeyInput!, $partitions: [String!]) {
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory):
-    """`tally ui` on a demo home (clock pinned): (port, home, process)."""
+def demo(tmp_path_factory) -> Path:
+    """A demo home, billed with the clock pinned."""
     home = tmp_path_factory.mktemp("ui") / "data"
     tally("demo", home=home, TALLY_NOW=NOW)
+    return home
+
+
+def start_ui(home: Path) -> tuple[int, subprocess.Popen]:
+    """`tally ui` on `home`, answering GraphQL: (port, process)."""
     port = _free_port()
     proc = subprocess.Popen(
         tally_command("ui", "--port", str(port)),
@@ -83,15 +88,25 @@ def ui(tmp_path_factory):
     while True:
         try:
             _graphql(port, "{ version }")
-            break
+            return port, proc
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
                 pytest.fail("the Dagster UI did not start within 120 s")
             time.sleep(1)
-    yield port, home, proc
+
+
+@pytest.fixture()
+def ui(demo):
+    """(port, home, process) of a `tally ui` of its own, stopped after the test."""
+    port, proc = start_ui(demo)
+    yield port, demo, proc
     if proc.poll() is None:
-        proc.kill()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def test_the_materialize_button_prices_exactly_that_partition(ui) -> None:

@@ -98,27 +98,8 @@ def _updated_since(instance, dep: dg.AssetKey, event, pointers: dict[str, int], 
     return updated
 
 
-def latest_materializations(
-    instance: dg.DagsterInstance, key: dg.AssetKey, days: list[str]
-) -> dict[str, dg.AssetMaterialization]:
-    """Each day's latest materialization of `key` (days never materialized: none)."""
-    ids = instance.get_latest_storage_id_by_partition(key, _MAT, partitions=set(days))
-    out: dict[str, dg.AssetMaterialization] = {}
-    todo = sorted(ids.values())
-    for i in range(0, len(todo), 500):
-        batch = todo[i : i + 500]
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, storage_ids=batch), limit=len(batch)
-        ).records
-        for record in records:
-            out[record.asset_materialization.partition] = record.asset_materialization
-    return out
-
-
-def materialization_pointers(
-    instance: dg.DagsterInstance, key: dg.AssetKey, days: list[str]
-) -> dict[str, tuple[int, str, float]]:
-    """Per day: (storage id, run id, timestamp) of the latest materialization of `key`."""
+def _latest_records(instance: dg.DagsterInstance, key: dg.AssetKey, days: list[str]) -> dict:
+    """Each day's latest materialization record of `key` (days never materialized: none)."""
     ids = instance.get_latest_storage_id_by_partition(key, _MAT, partitions=set(days))
     out = {}
     todo = sorted(ids.values())
@@ -127,8 +108,24 @@ def materialization_pointers(
         for record in instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=key, storage_ids=batch), limit=len(batch)
         ).records:
-            out[record.partition_key] = (record.storage_id, record.run_id, record.timestamp)
+            out[record.partition_key] = record
     return out
+
+
+def latest_materializations(
+    instance: dg.DagsterInstance, key: dg.AssetKey, days: list[str]
+) -> dict[str, dg.AssetMaterialization]:
+    """Each day's latest materialization of `key` (days never materialized: none)."""
+    records = _latest_records(instance, key, days)
+    return {day: record.asset_materialization for day, record in records.items()}
+
+
+def materialization_pointers(
+    instance: dg.DagsterInstance, key: dg.AssetKey, days: list[str]
+) -> dict[str, tuple[int, str, float]]:
+    """Per day: (storage id, run id, timestamp) of the latest materialization of `key`."""
+    records = _latest_records(instance, key, days)
+    return {day: (r.storage_id, r.run_id, r.timestamp) for day, r in records.items()}
 
 
 def _unsynced(instance, key: dg.AssetKey, deps: dict[dg.AssetKey, object], days) -> set[str]:

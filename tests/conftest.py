@@ -31,8 +31,9 @@ _COMMON = {
 settings.register_profile("tally", max_examples=100, **_COMMON)
 settings.register_profile("tally-slow", max_examples=1000, **_COMMON)
 # Test modules import their helpers from here (`from conftest import tally`), which runs this
-# module a second time: keep a profile already chosen.
-if settings.get_current_profile_name() == "default":
+# module a second time: keep a profile of ours already chosen. Hypothesis loads its own `ci`
+# profile when it sees a CI environment (which checks fixtures we reset ourselves): replace it too.
+if settings.get_current_profile_name() in ("default", "ci"):
     settings.load_profile("tally")
 
 

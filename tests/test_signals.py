@@ -397,16 +397,17 @@ def test_recovery_removes_orphans_of_a_crashed_batch(lake):
     )
 )
 @settings(max_examples=40)
-def test_small_and_large_batch_duplicate_paths_agree(batches, tmp_path_factory, monkeypatch):
+def test_small_and_large_batch_duplicate_paths_agree(batches, tmp_path_factory):
     """HTTP-sized batches find duplicates with lists, file-sized ones with Polars: same flags."""
     from pipelines.lib import lake as lake_module
 
     results = []
     for small in (0, 1_000_000):
-        monkeypatch.setattr(lake_module, "SMALL_BATCH", small)
         lake = Lake(tmp_path_factory.mktemp("lake"))
-        for batch in batches:
-            ingest_signals(lake, [sig(idempotencyKey=k) for k in batch])
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(lake_module, "SMALL_BATCH", small)
+            for batch in batches:
+                ingest_signals(lake, [sig(idempotencyKey=k) for k in batch])
         results.append(
             [(r["idempotency_key"], r["is_duplicate"], r["duplicate_of"]) for r in landed(lake)]
         )

@@ -53,11 +53,12 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 @contextmanager
 def _user_errors():
+    from pipelines.lib.lake import LegacyLakeError
     from pipelines.lib.signals import IngestError
 
     try:
         yield
-    except (UserError, IngestError) as exc:
+    except (UserError, IngestError, LegacyLakeError) as exc:
         raise fail(str(exc)) from None
 
 
@@ -224,10 +225,29 @@ def ingest(
     )
     if total.failed:
         err.print(
-            f"{total.failed:,} signal(s) rejected; kept with reasons in {h.lake / 'rejects'}",
+            f"{total.failed:,} signal(s) rejected; kept with reasons in the lake's rejects "
+            "table (the warehouse's rejected_signal view)",
             highlight=False,
         )
         raise typer.Exit(1)
+
+
+@app.command()
+def migrate(home: HomeOpt = None) -> None:
+    """Move a lake of the earlier format (LMDB catalog) into the Iceberg tables, keeping every
+    signal, sequence number, duplicate flag, reject and idempotency key; safe to run again."""
+    from pipelines.lib.migrate import migrate as move
+
+    h = _home(home)
+    moved = move(h.lake, say=lambda line: err.print(line, highlight=False))
+    if not moved:
+        out.print("nothing to migrate: the lake already uses the Iceberg tables")
+        return
+    out.print(
+        f"migrated {moved['signals']:,} signals in {moved['files']:,} files and "
+        f"{moved['keys']:,} idempotency keys into the Iceberg tables",
+        highlight=False,
+    )
 
 
 @app.command()

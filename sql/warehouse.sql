@@ -19,7 +19,8 @@ CREATE SCHEMA IF NOT EXISTS internal;
 
 CREATE MACRO internal.home() AS coalesce(getvariable('tally_home'), {home});
 
-CREATE MACRO internal.files(relative) AS internal.home() || '/' || relative;
+CREATE MACRO internal.files(relative) AS
+    CASE WHEN relative LIKE 's3://%' THEN relative ELSE internal.home() || '/' || relative END;
 
 -- A day ('2026-11-02'), date, timestamp or RFC 3339 text as an instant: bare days and times are
 -- UTC, never the session's TimeZone.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,35 @@ def pytest_configure(config: pytest.Config) -> None:
     markexpr = config.getoption("markexpr", default="") or ""
     if "slow" in markexpr and "not slow" not in markexpr:
         settings.load_profile("tally-slow")
+
+
+# --- storage: embedded (SQLite + a local directory) or shared (PostgreSQL + S3) -------------------
+
+
+@pytest.fixture(scope="session")
+def services():
+    """A real PostgreSQL and S3 server for this session (tests/services.py)."""
+    import services as servers
+
+    reason = servers.missing()
+    if reason:
+        if os.environ.get("TALLY_REQUIRE_SERVICES"):
+            pytest.fail(f"shared-storage servers required but unavailable: {reason}")
+        pytest.skip(f"shared storage not tested: {reason}")
+    running = servers.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(params=["embedded", "shared"])
+def storage_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test in both deployments; shared ones in a namespace (and bucket prefix) of their
+    own. Subprocesses inherit the choice through the environment."""
+    if request.param == "shared":
+        running = request.getfixturevalue("services")
+        for key, value in running.env("t" + uuid.uuid4().hex[:12]).items():
+            monkeypatch.setenv(key, value)
+    return request.param
 
 
 # --- homes --------------------------------------------------------------------------------------

@@ -48,9 +48,7 @@ def land(home: Home, signals: list[dict]) -> None:
 
 def close_lake(home: Home) -> None:
     """The lake module caches one LMDB environment per path: close it."""
-    env = lake_module._ENVS.pop(home.lake / "_catalog", None)
-    if env is not None:
-        env.close()
+    lake_module.release(home.lake)
 
 
 def november(out: Path) -> Path:

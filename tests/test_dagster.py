@@ -81,9 +81,7 @@ def new_home(tmp_path: Path) -> Iterator:
 
     yield make
     for home in made:  # the lake module caches one LMDB environment per path: close them
-        env = lake_module._ENVS.pop(home.lake / "_catalog", None)
-        if env is not None:
-            env.close()
+        lake_module.release(home.lake)
 
 
 def land_files(home: Home, files) -> None:

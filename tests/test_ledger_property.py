@@ -447,9 +447,7 @@ def _one_duckdb_thread():
 def close_lake(root: Path) -> None:
     """Close the LMDB environment the lake module caches per path (one per example otherwise
     accumulates hundreds of 256 GiB mappings)."""
-    env = lake_module._ENVS.pop(root / "_catalog", None)
-    if env is not None:
-        env.close()
+    lake_module.release(root)
 
 
 # Every landing and every engine output is fsync'd: on a RAM disk the examples run ~40% faster.

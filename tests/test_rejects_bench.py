@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from benchmarks import rejects
+from pipelines.lib.lake import Lake
 
 
 def test_rejects_benchmark_smoke(tmp_path: Path) -> None:
@@ -17,4 +18,4 @@ def test_rejects_benchmark_smoke(tmp_path: Path) -> None:
     assert {"time_ratio", "rss_ratio", "ok"} <= set(result)
     bad = (tmp_path / "rejects" / "bad-3000.jsonl").read_text().splitlines()
     assert json.loads(bad[0])["timestamp"].endswith(" 00:00:00+00")
-    assert (tmp_path / "rejects-home-bad" / "lake" / "rejects").is_dir()
+    assert Lake(tmp_path / "rejects-home-bad" / "lake").files(kind="rejects")

@@ -1,64 +1,69 @@
-"""The signal lake: durable, atomic, hive-partitioned Parquet, and the catalog of what is in it.
+"""The signal lake: landed signals and rejects as Apache Iceberg tables, and how they land.
 
-Layout under `<home>/lake/`:
+Two tables in the catalog of `pipelines.lib.catalog` (embedded SQLite + a local directory by
+default, PostgreSQL + S3 when shared), both partitioned by UTC day:
 
-    signals/date=YYYY-MM-DD/part-<batch>.parquet   accepted signals (duplicates included, flagged)
-    rejects/date=YYYY-MM-DD/part-<batch>.parquet   rejected signals, as received, with reasons
-    _catalog/                                      LMDB environment: the source of truth
+    <namespace>.signals   accepted signals (duplicates included, flagged), day of `timestamp`
+    <namespace>.rejects   rejected signals, as received, with reasons, day of `received_at`
 
-The catalog (one LMDB environment, so every change is one atomic, fsync'd transaction) holds:
-- `files`: every live Parquet file, with its partition, rows and sequence range;
-- `idem`: every idempotency key ever accepted -> the landing sequence number of its first copy
-  (decimal text);
-- `parts`: per signal partition, its `version` (the last batch that changed it);
-- `meta`: counters (next sequence number, next batch number, last `received_at`).
+Beside them, the index (`pipelines.lib.index`) holds every idempotency key, the counters and the
+landing intents. Landing one batch, under the index's writer lock (shared by every process, and
+by every host when shared):
+1. record an *intent* naming the files about to be written;
+2. write each file (locally `*.tmp`, fsync, rename, fsync the directory; on S3 one PUT);
+3. commit the index: the new idempotency keys, the counters, intent -> "committing";
+4. commit the files to the Iceberg tables (one append per table, tagged `tally.batch`; on a
+   local warehouse the new metadata files are fsync'd);
+5. clear the intent. A signal is acknowledged only after this.
+A crash before 3 leaves files no table lists: the next writer deletes them, so the client's retry
+lands the batch cleanly. A crash after 3 is rolled forward by the next writer (the files are
+durable and the keys already indexed): the retry then finds every signal a duplicate of a first
+copy that is in the table. Readers list files from the table's current snapshot (`Lake.files`),
+so they never see a file that is not complete.
 
-Landing one batch (under an exclusive writer lock shared by every process):
-1. record an *intent* naming the files about to be written (committed);
-2. write each file as `*.tmp`, fsync, rename to its final name, fsync the directories;
-3. commit the catalog: files, idempotency keys, counters, and clear the intent.
-A signal is acknowledged only after step 3. A crash before it leaves no catalog entry; the next
-writer finds the intent and deletes the orphans, so the client's retry lands the batch cleanly.
-Readers list
-files from the catalog (`Lake.files`), never by globbing, and never see a partial file: files only
-appear under their final name once complete and fsync'd.
-
-Small batches are merged by size tier (`compact`), so a partition holds a bounded number of files
-(at most `3 * tiers`, about 30) however many tiny batches arrive. Replaced files are deleted after a
-grace period so that a reader holding an older listing can finish.
+Small batches are merged by size tier (`compact`), one Iceberg replace commit each, so a day holds
+a bounded number of files (at most `3 * tiers`, about 30) however many tiny batches arrive.
+Replaced files are deleted after a grace period so that a reader holding an older listing can
+finish; `Lake.maintain` expires old snapshots (docs/storage.md).
 """
 
 from __future__ import annotations
 
-import fcntl
+import datetime as dt
+import glob
 import hashlib
-import json
 import logging
 import os
+import shutil
+import sqlite3
 import struct
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
-import lmdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
+from pipelines.lib.catalog import forget, storage
+from pipelines.lib.catalog import table as catalog_table
+from pipelines.lib.index import COMMITTING, open_index
 
 if TYPE_CHECKING:
     import polars as pl
+    from pyiceberg.table import Table
 
 SIGNALS = "signals"
 REJECTS = "rejects"
 COMPACT_FANIN = 4  # merge a size tier once it holds this many files
 SMALL_BATCH = 20_000  # rows up to which duplicates are found with plain lists (HTTP requests)
 GC_GRACE_SECONDS = float(os.environ.get("TALLY_GC_GRACE_SECONDS", "600"))
-_I64 = struct.Struct(">q")
 
 SIGNAL_SCHEMA = pa.schema(
     [
@@ -116,13 +121,16 @@ class LandResult:
 
 @dataclass(frozen=True)
 class LakeFile:
-    path: Path
+    """One live data file of a lake table. `path` is a local path or an `s3://` URL."""
+
+    path: str
     kind: str
     date: str
     rows: int
     min_seq: int
     max_seq: int
     batch: int
+    data_file: object = field(default=None, compare=False, repr=False)
 
 
 def signal_id(seq: int) -> str:
@@ -193,20 +201,28 @@ _LOW_CARDINALITY = {
 _STATISTICS = {"seq", "timestamp", "received_at", "date", "occurred_at"}
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write `table` to `path`: the file appears complete or not at all (caller fsyncs the dir)."""
+def write_parquet_atomic(table: pa.Table, path: Path) -> pq.FileMetaData:
+    """Write `table` to `path`: the file appears complete or not at all (caller fsyncs the dir).
+    Returns the file's footer."""
     tmp = temp_path(path)
     with open(tmp, "wb") as fh:
-        pq.write_table(
-            table,
-            fh,
-            compression="zstd",
-            compression_level=1,
-            row_group_size=256 * 1024,
-            use_dictionary=[c for c in table.column_names if c in _LOW_CARDINALITY],
-            write_statistics=[c for c in table.column_names if c in _STATISTICS],
-        )
+        metadata = _write_parquet(table, fh)
     publish_file(tmp, path)
+    return metadata
+
+
+def _write_parquet(table: pa.Table, sink) -> pq.FileMetaData:
+    """Tally's Parquet settings: zstd, dictionaries and statistics where readers use them."""
+    with pq.ParquetWriter(
+        sink,
+        table.schema,
+        compression="zstd",
+        compression_level=1,
+        use_dictionary=[c for c in table.column_names if c in _LOW_CARDINALITY],
+        write_statistics=[c for c in table.column_names if c in _STATISTICS],
+    ) as writer:
+        writer.write_table(table, row_group_size=256 * 1024)
+    return writer.writer.metadata
 
 
 def temp_path(path: Path) -> Path:
@@ -222,71 +238,140 @@ def publish_file(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-_ENVS: dict[Path, lmdb.Environment] = {}
-_ENVS_LOCK = threading.Lock()
+LEGACY_CATALOG = "_catalog"  # the LMDB catalog of the earlier format (`tally migrate`)
 
 
-def _open_env(path: Path) -> lmdb.Environment:
-    # LMDB forbids opening one environment twice in a process: share it.
-    with _ENVS_LOCK:
-        env = _ENVS.get(path)
-        if env is None:
-            path.mkdir(parents=True, exist_ok=True)
-            env = lmdb.open(
-                str(path), map_size=1 << 38, max_dbs=8, sync=True, metasync=True, max_readers=512
-            )
-            _ENVS[path] = env
-        return env
+class LegacyLakeError(RuntimeError):
+    """The lake still has the earlier format."""
+
+
+SNAPSHOTS_KEPT = 200  # landing expires the oldest snapshots beyond this (bounds the metadata)
+_BATCH_PROPERTY = "tally.batch"
+_LONG = struct.Struct("<q")
+
+
+def _day(days_since_epoch: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=days_since_epoch)).isoformat()
 
 
 class Lake:
     """The landed signals of one home: write with `land`, read with `files`/`partitions`."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, legacy_ok: bool = False):
         self.root = Path(root)
-        self._catalog = self.root / "_catalog"
-        self._env = _open_env(self._catalog)
-        self._db = {
-            name: self._env.open_db(name.encode())
-            for name in ("meta", "idem", "files", "parts", "tomb", "intent")
-        }
-        self._thread_lock = threading.Lock()
+        if not legacy_ok and (self.root / LEGACY_CATALOG / "data.mdb").exists():
+            raise LegacyLakeError(
+                f"the lake at {self.root} has the earlier format (an LMDB catalog): "
+                "run `tally migrate` to move it into the Iceberg tables"
+            )
+        self.storage = storage(self.root)
+        self.index = open_index(self.storage, self.root)
+        self._tables: dict[str, Table] = {}
+        self._listings: dict[str, tuple[int | None, list[LakeFile]]] = {}
         self._untidy: set[str] = set()  # partitions landed into since the last compaction
+        if self.storage.embedded:
+            self._follow_move()
+
+    def close(self) -> None:
+        """Release the index and the catalog connections (tests that open many lakes)."""
+        self.index.close()
+        forget(self.storage)
+
+    def data_glob(self, kind: str) -> str:
+        """Every data file of a table, as a glob (a local path or an s3:// URL): what the
+        warehouse views read, so that analysts need no Iceberg reader."""
+        base = self.table(kind, refresh=False).location().rstrip("/")
+        glob = f"{base}/data/date=*/*.parquet"
+        return _local(glob) if self.storage.local else glob
+
+    def version(self) -> tuple[str, ...]:
+        """Changes whenever anything lands: the tables' current metadata files."""
+        return tuple(self.table(kind).metadata_location for kind in (SIGNALS, REJECTS))
+
+    # ---------------------------------------------------------------------------- tables
+    def table(self, kind: str, refresh: bool = True) -> Table:
+        """The Iceberg table of `kind` (`signals` or `rejects`), as of its latest commit."""
+        found = self._tables.get(kind)
+        if found is None:
+            schema, by = (
+                (SIGNAL_SCHEMA, "timestamp") if kind == SIGNALS else (REJECT_SCHEMA, "received_at")
+            )
+            found = self._tables[kind] = catalog_table(self.storage, kind, schema, by)
+            _ensure_name_mapping(found)
+        elif refresh:
+            found.refresh()
+        return found
+
+    def location(self, kind: str, date: str, batch: int) -> str:
+        """Where a landing's file of one day goes: a local path or an s3:// URL."""
+        base = self.table(kind, refresh=False).location().rstrip("/")
+        uri = f"{base}/data/date={date}/part-{batch:012d}.parquet"
+        return _local(uri) if self.storage.local else uri
+
+    def _follow_move(self) -> None:
+        """An embedded lake that was copied or moved (Iceberg metadata holds absolute paths):
+        register the files beside this catalog again, so the copy reads its own files."""
+        db = self.root / "catalog.db"
+        if not db.exists():
+            return
+        mine = "file://" + str(self.root / "warehouse") + "/"
+        with closing(sqlite3.connect(db)) as con:
+            found = [r[0] for r in con.execute("SELECT metadata_location FROM iceberg_tables")]
+        moved = [loc for loc in found if loc and not loc.startswith(mine)]
+        if not moved:
+            return
+        old = _local(moved[0].rsplit(f"/{self.storage.namespace}/", 1)[0]) + "/"
+        new = _local(mine)
+        with self.index.writer():
+            self.index.relocate(old, new)
+            writing = {
+                p for _, state, r in self.index.intents() if state != COMMITTING for p in r["files"]
+            }
+            dead = writing | {path for path, _ in self.index.graves()}
+            forget(self.storage)
+            db.unlink()
+            self._tables.clear()
+            self._listings.clear()
+            for kind in (SIGNALS, REJECTS):
+                shutil.rmtree(
+                    Path(new) / self.storage.namespace / kind / "metadata", ignore_errors=True
+                )
+                table = self.table(kind)
+                live = sorted(set(glob.glob(self.data_glob(kind))) - dead)
+                if live:
+                    files = [
+                        parquet_file_to_data_file(table.io, table.metadata, _uri(p)) for p in live
+                    ]
+                    self._commit(kind, files, 0)
 
     # ----------------------------------------------------------------- writer lock and recovery
     @contextmanager
     def _writer(self) -> Iterator[None]:
-        """Exclusive across threads and processes; recovers a crashed writer's leftovers first."""
-        with self._thread_lock:
-            with open(self._catalog / "writer.lock", "a+b") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                try:
-                    self._recover()
-                    yield
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+        """Exclusive across threads, processes (and hosts when shared); recovers first."""
+        with self.index.writer():
+            self._recover()
+            yield
 
     def _recover(self) -> None:
-        with self._env.begin(write=True) as txn:
-            cursor = txn.cursor(db=self._db["intent"])
-            leftovers = [(k, json.loads(v)) for k, v in cursor]
-            for key, paths in leftovers:
-                for rel in paths:
-                    (self.root / (rel + ".tmp")).unlink(missing_ok=True)
-                    if txn.get(rel.encode(), db=self._db["files"]) is None:
-                        (self.root / rel).unlink(missing_ok=True)
-                txn.delete(key, db=self._db["intent"])
-
-    def _intend(self, batch: int, paths: list[str]) -> None:
-        with self._env.begin(write=True) as txn:
-            txn.put(_I64.pack(batch), json.dumps(paths).encode(), db=self._db["intent"])
-
-    def _meta(self, txn: lmdb.Transaction, name: str, default: int = 0) -> int:
-        raw = txn.get(name.encode(), db=self._db["meta"])
-        return default if raw is None else _I64.unpack(raw)[0]
-
-    def _set_meta(self, txn: lmdb.Transaction, name: str, value: int) -> None:
-        txn.put(name.encode(), _I64.pack(value), db=self._db["meta"])
+        """Finish or undo what a crashed writer left (see the module docstring)."""
+        for batch, state, record in self.index.intents():
+            live = {lf.path for kind in (SIGNALS, REJECTS) for lf in self._listing(kind)}
+            missing = [p for p in record["files"] if p not in live]
+            if state == COMMITTING and missing:
+                for kind in (SIGNALS, REJECTS):
+                    mine = [p for p in missing if f"/{kind}/data/" in p]
+                    if mine:
+                        table = self.table(kind)
+                        files = [
+                            parquet_file_to_data_file(table.io, table.metadata, _uri(p))
+                            for p in mine
+                        ]
+                        self._commit(kind, files, batch)
+            elif missing:
+                for path in missing:
+                    self._delete(path)
+            gone = [p for p in record.get("replaces", []) if p not in live]
+            self.index.finish(batch, bury=gone, at_ns=time.time_ns())
 
     # ----------------------------------------------------------------------------- landing
     def land(
@@ -310,26 +395,20 @@ class Lake:
         if incoming.num_rows == 0 and n_rejects == 0:
             return LandResult(0, 0, 0, None)
         with self._writer():
-            with self._env.begin() as txn:
-                seq0 = self._meta(txn, "next_seq", 1)
-                batch = self._meta(txn, "next_batch", 1)
-                last_received = self._meta(txn, "last_received_us", 0)
+            seq0, batch, last_received = self.index.counters()
             received_us = max(time.time_ns() // 1000, last_received + 1)
             table = self._stamp(incoming, seq0, received_us, source)
             table, new_keys = self._flag_duplicates(table)
-            files = self._plan_files(table, rejects, batch, received_us, source)
-            self._intend(batch, [rel for rel, _, _ in files])
-            written = self._write_files(files)
-            with self._env.begin(write=True) as txn:
-                cursor = txn.cursor(db=self._db["idem"])
-                cursor.putmulti(new_keys, overwrite=False)
-                for lf in written:
-                    self._add_file(txn, lf)
-                self._set_meta(txn, "next_seq", seq0 + table.num_rows)
-                self._set_meta(txn, "next_batch", batch + 1)
-                self._set_meta(txn, "last_received_us", received_us)
-                txn.delete(_I64.pack(batch), db=self._db["intent"])
-            self._untidy.update(lf.date for lf in written if lf.kind == SIGNALS)
+            plans = self._plan_files(table, rejects, batch, received_us, source)
+            self.index.intend(batch, [path for path, _, _, _ in plans])
+            written = self._write_files(plans)
+            self.index.commit(batch, new_keys, seq0 + table.num_rows, received_us)
+            for kind in (SIGNALS, REJECTS):
+                files = [df for k, df in written if k == kind]
+                if files:
+                    self._commit(kind, files, batch)
+            self.index.finish(batch)
+            self._untidy.update(p[2] for p in plans if p[1] == SIGNALS)
             if tidy:
                 self._tidy()
         flags = table["is_duplicate"].to_numpy(zero_copy_only=False).astype(bool)
@@ -357,6 +436,10 @@ class Lake:
                 self._compact(SIGNALS, date)
                 self._untidy.discard(date)
             self._collect_garbage()
+            for kind in (SIGNALS, REJECTS):
+                table = self.table(kind, refresh=False)
+                if len(table.metadata.snapshots) > SNAPSHOTS_KEPT * 1.25:
+                    self._expire(table, keep=SNAPSHOTS_KEPT)
         except Exception:  # noqa: BLE001 - see docstring
             logging.getLogger(__name__).exception("lake compaction failed; will retry later")
 
@@ -380,7 +463,7 @@ class Lake:
         columns["source"] = _sources(incoming, source)
         return pa.table(columns, schema=SIGNAL_SCHEMA)
 
-    def _flag_duplicates(self, table: pa.Table) -> tuple[pa.Table, list[tuple[bytes, bytes]]]:
+    def _flag_duplicates(self, table: pa.Table) -> tuple[pa.Table, list[tuple[bytes, int]]]:
         """First received wins, forever: flag later copies; return the new keys to index."""
         small = table.num_rows <= SMALL_BATCH
         dup_of, new_keys = (self._duplicates_small if small else self._duplicates_large)(table)
@@ -402,15 +485,9 @@ class Lake:
         table = table.set_column(table.schema.get_field_index("duplicate_of"), "duplicate_of", ids)
         return table, new_keys
 
-    def _history(self, packed: list[bytes]) -> dict[bytes, int]:
-        """The first copy's sequence number of each key already landed (`packed` sorted:
-        sorted keys walk the B-tree in order, several times faster than random order)."""
-        with self._env.begin(db=self._db["idem"]) as txn:
-            return {k: int(v) for k, v in txn.cursor().getmulti(packed)}
-
     def _duplicates_small(
         self, table: pa.Table
-    ) -> tuple[list[int | None] | None, list[tuple[bytes, bytes]]]:
+    ) -> tuple[list[int | None] | None, list[tuple[bytes, int]]]:
         """Per-row lists: for the small batches of HTTP requests, cheaper than a DataFrame."""
         keys = table["idempotency_key"].to_pylist()
         seq0 = table["seq"][0].as_py() if table.num_rows else 0
@@ -426,18 +503,18 @@ class Lake:
             else:
                 first[packed] = seq0 + i  # seqs are consecutive in a stamped batch
         ordered = sorted(first)
-        history = self._history(ordered)
+        history = self.index.history(ordered)
         if history:
             any_dup = True
             for i, key in enumerate(keys):
                 if key is not None:
                     dup_of[i] = history.get(_idem_key(key), dup_of[i])
-        new_keys = [(k, str(first[k]).encode()) for k in ordered]
+        new_keys = [(k, first[k]) for k in ordered if k not in history]
         return (dup_of if any_dup else None), new_keys
 
     def _duplicates_large(
         self, table: pa.Table
-    ) -> tuple[list[int | None] | None, list[tuple[bytes, bytes]]]:
+    ) -> tuple[list[int | None] | None, list[tuple[bytes, int]]]:
         """Vectorized in Polars for large batches (files); the few duplicates resolved in Python."""
         import polars as pl
 
@@ -447,17 +524,16 @@ class Lake:
         first_in_batch = pl.col("packed").is_not_null() & pl.col("packed").is_first_distinct()
         first = keyed.filter(first_in_batch).select("packed", "seq").sort("packed")
         packed = first["packed"].to_list()
-        history = self._history(packed)
-        new_keys = list(
-            zip(packed, first["seq"].cast(pl.String).cast(pl.Binary).to_list(), strict=True)
-        )
+        history = self.index.history(packed)
+        seqs = first["seq"].to_list()
+        new_keys = [(k, s) for k, s in zip(packed, seqs, strict=True) if k not in history]
         dup_mask = keyed.select(
             pl.col("packed").is_not_null()
             & (~first_in_batch | pl.col("packed").is_in(list(history)))
         ).to_series()
         if not dup_mask.any():
             return None, new_keys
-        in_batch = dict(zip(packed, first["seq"].to_list(), strict=True))
+        in_batch = dict(zip(packed, seqs, strict=True))
         dup_of: list[int | None] = [None] * table.num_rows
         rows = keyed.with_row_index("row").filter(dup_mask)
         for row, key in zip(rows["row"].to_list(), rows["packed"].to_list(), strict=True):
@@ -466,8 +542,9 @@ class Lake:
 
     def _plan_files(
         self, table: pa.Table, rejects: pa.Table | None, batch: int, received_us: int, source: str
-    ) -> list[tuple[str, str, pa.Table]]:
-        plans: list[tuple[str, str, pa.Table]] = []
+    ) -> list[tuple[str, str, str, pa.Table]]:
+        """(path, kind, date, rows) of each file a landing writes."""
+        plans: list[tuple[str, str, str, pa.Table]] = []
         if table.num_rows:
             dates = pc.cast(table["timestamp"], pa.date32())
             days = sorted(pc.unique(dates).to_pylist())
@@ -476,8 +553,7 @@ class Lake:
                 # (a sort and take over a batch of many chunks costs several times more)
                 part = table if len(days) == 1 else table.filter(pc.equal(dates, day))
                 date = day.isoformat()
-                rel = f"{SIGNALS}/date={date}/part-{batch:012d}.parquet"
-                plans.append((rel, date, part))
+                plans.append((self.location(SIGNALS, date, batch), SIGNALS, date, part))
         if rejects is not None and rejects.num_rows:
             received = pa.array([received_us] * rejects.num_rows, pa.int64())
             full = pa.table(
@@ -491,49 +567,81 @@ class Lake:
                 schema=REJECT_SCHEMA,
             )
             date = time.strftime("%Y-%m-%d", time.gmtime(received_us / 1e6))
-            plans.append((f"{REJECTS}/date={date}/part-{batch:012d}.parquet", date, full))
+            plans.append((self.location(REJECTS, date, batch), REJECTS, date, full))
         return plans
 
-    def _write_files(self, plans: list[tuple[str, str, pa.Table]]) -> list[LakeFile]:
+    def _write_files(self, plans: list[tuple[str, str, str, pa.Table]]) -> list[tuple[str, object]]:
+        """Write each planned file durably; (kind, Iceberg DataFile) of each."""
         written = []
         dirs: set[Path] = set()
-        for rel, date, table in plans:
-            path = self.root / rel
-            new_dir = not path.parent.exists()
-            write_parquet_atomic(table, path)
-            dirs.add(path.parent)
-            if new_dir:
-                dirs.update({path.parent.parent, path.parent.parent.parent})
-            kind = rel.split("/", 1)[0]
-            seqs = table["seq"] if kind == SIGNALS else None
-            batch = int(path.stem.split("-")[1])
-            written.append(
-                LakeFile(
-                    path=path,
-                    kind=kind,
-                    date=date,
-                    rows=table.num_rows,
-                    min_seq=pc.min(seqs).as_py() if seqs is not None else 0,
-                    max_seq=pc.max(seqs).as_py() if seqs is not None else 0,
-                    batch=batch,
-                )
-            )
+        for path, kind, _, table in plans:
+            if self.storage.local:
+                local = Path(path)
+                new_dir = not local.parent.exists()
+                metadata = write_parquet_atomic(table, local)
+                size = local.stat().st_size
+                dirs.add(local.parent)
+                if new_dir:
+                    dirs.update({local.parent.parent, local.parent.parent.parent})
+            else:
+                sink = pa.BufferOutputStream()
+                metadata = _write_parquet(table, sink)
+                body = sink.getvalue()
+                with (
+                    self.table(kind, refresh=False)
+                    .io.new_output(path)
+                    .create(overwrite=True) as out
+                ):
+                    out.write(body)
+                size = body.size
+            written.append((kind, self._data_file(kind, path, metadata, size)))
         for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
             fsync_dir(d)
         return written
 
-    def _add_file(self, txn: lmdb.Transaction, lf: LakeFile) -> None:
-        rel = lf.path.relative_to(self.root).as_posix()
-        record = {
-            k: getattr(lf, k) for k in ("kind", "date", "rows", "min_seq", "max_seq", "batch")
-        }
-        txn.put(rel.encode(), json.dumps(record).encode(), db=self._db["files"])
-        if lf.kind == SIGNALS:
-            key = lf.date.encode()
-            old = txn.get(key, db=self._db["parts"])
-            part = json.loads(old) if old else {"version": 0}
-            part["version"] = max(part["version"], lf.batch)
-            txn.put(key, json.dumps(part).encode(), db=self._db["parts"])
+    def _data_file(self, kind: str, path: str, metadata: pq.FileMetaData, size: int):
+        """The Iceberg entry of a file just written (from its footer, without reading it back)."""
+        from pyiceberg.io.pyarrow import (
+            compute_statistics_plan,
+            data_file_statistics_from_parquet_metadata,
+            parquet_path_to_id_mapping,
+        )
+        from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+
+        meta = self.table(kind, refresh=False).metadata
+        schema = meta.schema()
+        stats = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=metadata,
+            stats_columns=compute_statistics_plan(schema, meta.properties),
+            parquet_column_mapping=parquet_path_to_id_mapping(schema),
+        )
+        return DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=_uri(path),
+            file_format=FileFormat.PARQUET,
+            partition=stats.partition(meta.spec(), schema),
+            file_size_in_bytes=size,
+            sort_order_id=None,
+            spec_id=meta.default_spec_id,
+            equality_ids=None,
+            key_metadata=None,
+            **stats.to_serialized_dict(),
+        )
+
+    def _commit(self, kind: str, added: list, batch: int, removed: list = ()) -> None:
+        """One Iceberg commit: append `added` (and drop `removed`, a compaction's replace)."""
+        table = self.table(kind)
+        props = {_BATCH_PROPERTY: str(batch)}
+        with table.transaction() as tx:
+            snapshot = tx.update_snapshot(snapshot_properties=props)
+            producer = snapshot.overwrite() if removed else snapshot.merge_append()
+            with producer as change:
+                for data_file in added:
+                    change.append_data_file(data_file)
+                for data_file in removed:
+                    change.delete_data_file(data_file)
+        if self.storage.local:
+            _fsync_commit(table)
 
     # --------------------------------------------------------------------------- compaction
     def _compact(self, kind: str, date: str) -> None:
@@ -545,63 +653,186 @@ class Lake:
             group = next((g for _, g in sorted(tiers.items()) if len(g) >= COMPACT_FANIN), None)
             if group is None:
                 return
-            with self._env.begin(write=True) as txn:
-                batch = self._meta(txn, "next_batch", 1)
-                self._set_meta(txn, "next_batch", batch + 1)
-            merged = pa.concat_tables(pq.read_table(lf.path) for lf in group).sort_by("seq")
-            rel = f"{kind}/date={date}/part-{batch:012d}.parquet"
-            self._intend(batch, [rel])
-            (new,) = self._write_files([(rel, date, merged)])
-            now = _I64.pack(time.time_ns())
-            with self._env.begin(write=True) as txn:
-                self._add_file(txn, new)
-                for lf in group:
-                    old = lf.path.relative_to(self.root).as_posix().encode()
-                    txn.delete(old, db=self._db["files"])
-                    txn.put(old, now, db=self._db["tomb"])
-                txn.delete(_I64.pack(batch), db=self._db["intent"])
+            _, batch, _ = self.index.counters()
+            merged = pa.concat_tables(self.read(lf) for lf in group).sort_by("seq")
+            path = self.location(kind, date, batch)
+            replaced = [lf.path for lf in group]
+            self.index.intend(batch, [path], replaces=replaced)
+            ((_, new),) = self._write_files([(path, kind, date, merged)])
+            # stamped before the commit: a kept snapshot taken at or after it no longer lists them
+            replaced_at = time.time_ns()
+            self._commit(kind, [new], batch, removed=[lf.data_file for lf in group])
+            self.index.finish(batch, bury=replaced, at_ns=replaced_at)
 
     def _collect_garbage(self) -> None:
+        """Delete replaced files once the grace period has passed and no kept snapshot lists
+        them (a snapshot older than the replacement may still be read)."""
         cutoff = time.time_ns() - int(GC_GRACE_SECONDS * 1e9)
-        with self._env.begin(write=True, db=self._db["tomb"]) as txn:
-            expired = [k for k, v in txn.cursor() if _I64.unpack(v)[0] <= cutoff]
-            for key in expired:
-                (self.root / key.decode()).unlink(missing_ok=True)
-                txn.delete(key)
+        oldest = min(
+            (
+                s.timestamp_ms
+                for kind in (SIGNALS, REJECTS)
+                for s in self.table(kind, refresh=False).metadata.snapshots
+            ),
+            default=None,
+        )
+        if oldest is not None:
+            cutoff = min(cutoff, oldest * 1_000_000)
+        expired = [path for path, at_ns in self.index.graves() if at_ns <= cutoff]
+        for path in expired:
+            self._delete(path)
+        if expired:
+            self.index.unbury(expired)
+
+    def _delete(self, path: str) -> None:
+        if self.storage.local:
+            Path(path).unlink(missing_ok=True)
+            Path(path + ".tmp").unlink(missing_ok=True)
+        else:
+            self.table(SIGNALS, refresh=False).io.delete(path)
+
+    def _expire(self, table: Table, keep: int, older_than: dt.datetime | None = None) -> int:
+        """Expire snapshots beyond the newest `keep` (and, if given, older than `older_than`)."""
+        snapshots = sorted(table.metadata.snapshots, key=lambda s: s.timestamp_ms)
+        doomed = snapshots[: max(len(snapshots) - keep, 0)]
+        if older_than is not None:
+            limit = older_than.timestamp() * 1000
+            doomed = [s for s in doomed if s.timestamp_ms < limit]
+        current = table.metadata.current_snapshot_id
+        ids = [s.snapshot_id for s in doomed if s.snapshot_id != current]
+        if ids:
+            table.maintenance.expire_snapshots().by_ids(ids).commit()
+        return len(ids)
+
+    def maintain(self, retention: dt.timedelta, keep: int = 10) -> dict[str, int]:
+        """Expire snapshots older than `retention` (always keeping the newest `keep`), then
+        delete replaced files no kept snapshot lists. Returns the count expired per table."""
+        expired = {}
+        with self._writer():
+            now = dt.datetime.now(dt.UTC)
+            for kind in (SIGNALS, REJECTS):
+                expired[kind] = self._expire(self.table(kind), keep, older_than=now - retention)
+            self._collect_garbage()
+        return expired
 
     # ------------------------------------------------------------------------------ reading
+    def _listing(self, kind: str) -> list[LakeFile]:
+        """Every live file of the table's current snapshot (cached per snapshot)."""
+        table = self.table(kind)
+        snapshot = table.current_snapshot()
+        sid = snapshot.snapshot_id if snapshot else None
+        cached = self._listings.get(kind)
+        if cached is not None and cached[0] == sid:
+            return cached[1]
+        files = []
+        seq_id = (
+            next(f.field_id for f in table.schema().fields if f.name == "seq")
+            if kind == SIGNALS
+            else None
+        )
+        if snapshot is not None:
+            for manifest in snapshot.manifests(table.io):
+                for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+                    data_file = entry.data_file
+                    path = (
+                        _local(data_file.file_path) if self.storage.local else data_file.file_path
+                    )
+                    low = data_file.lower_bounds or {}
+                    high = data_file.upper_bounds or {}
+                    files.append(
+                        LakeFile(
+                            path=path,
+                            kind=kind,
+                            date=_day(data_file.partition[0]),
+                            rows=data_file.record_count,
+                            min_seq=_LONG.unpack(low[seq_id])[0] if seq_id in low else 0,
+                            max_seq=_LONG.unpack(high[seq_id])[0] if seq_id in high else 0,
+                            batch=int(path.rsplit("part-", 1)[1].split(".")[0]),
+                            data_file=data_file,
+                        )
+                    )
+        files.sort(key=lambda lf: (lf.min_seq, lf.batch))
+        self._listings[kind] = (sid, files)
+        return files
+
     def files(self, date: str | None = None, kind: str = SIGNALS) -> list[LakeFile]:
         """The live files (a consistent snapshot), optionally of one partition, oldest first."""
-        out = []
-        prefix = f"{kind}/" if date is None else f"{kind}/date={date}/"
-        with self._env.begin(db=self._db["files"]) as txn:
-            cursor = txn.cursor()
-            if cursor.set_range(prefix.encode()):
-                for key, value in cursor:
-                    rel = key.decode()
-                    if not rel.startswith(prefix):
-                        break
-                    rec = json.loads(value)
-                    out.append(LakeFile(path=self.root / rel, **rec))
-        return sorted(out, key=lambda lf: lf.min_seq)
+        files = self._listing(kind)
+        return files if date is None else [lf for lf in files if lf.date == date]
+
+    def read(self, lf: LakeFile) -> pa.Table:
+        """One file's rows (local or on the object store)."""
+        if self.storage.local:
+            return pq.read_table(lf.path)
+        with self.table(lf.kind, refresh=False).io.new_input(lf.path).open() as stream:
+            return pq.read_table(stream)
 
     def partitions(self) -> dict[str, int]:
         """Signal partitions (`YYYY-MM-DD`) and their version: the last batch that changed them."""
-        with self._env.begin(db=self._db["parts"]) as txn:
-            return {k.decode(): json.loads(v)["version"] for k, v in txn.cursor()}
+        out: dict[str, int] = {}
+        for lf in self._listing(SIGNALS):
+            out[lf.date] = max(out.get(lf.date, 0), lf.batch)
+        return out
 
     def first_copies(self, keys: list[str]) -> dict[str, int]:
         """For each idempotency key ever accepted: the landing sequence number of its first copy."""
         packed = [_idem_key(k) for k in keys]
-        with self._env.begin(db=self._db["idem"]) as txn:
-            found = dict(txn.cursor().getmulti(packed))
-        return {k: int(found[p]) for k, p in zip(keys, packed, strict=True) if p in found}
+        found = self.index.history(sorted(set(packed)))
+        return {k: found[p] for k, p in zip(keys, packed, strict=True) if p in found}
 
     def stats(self) -> dict[str, int]:
-        with self._env.begin() as txn:
-            return {
-                "signals": self._meta(txn, "next_seq", 1) - 1,
-                "batches": self._meta(txn, "next_batch", 1) - 1,
-                "idempotency_keys": txn.stat(self._db["idem"])["entries"],
-                "files": txn.stat(self._db["files"])["entries"],
-            }
+        next_seq, next_batch, _ = self.index.counters()
+        return {
+            "signals": next_seq - 1,
+            "batches": next_batch - 1,
+            "idempotency_keys": self.index.key_count(),
+            "files": len(self._listing(SIGNALS)),
+        }
+
+
+def release(root: Path) -> None:
+    """Close what this process caches for the lake at `root` (tests that open many lakes)."""
+    from pipelines.lib.index import close_env
+
+    root = Path(root)
+    forget(storage(root))
+    close_env(root / "_index")
+
+
+def _uri(path: str) -> str:
+    return "file://" + path if path.startswith("/") else path
+
+
+def _local(uri: str) -> str:
+    return urlparse(uri).path if uri.startswith("file:") else uri
+
+
+def _ensure_name_mapping(table: Table) -> None:
+    """Files written without Iceberg field ids are read by column name (every engine)."""
+    key = "schema.name-mapping.default"
+    if key not in table.metadata.properties:
+        mapping = table.schema().name_mapping.model_dump_json()
+        with table.transaction() as tx:
+            tx.set_properties(**{key: mapping})
+
+
+def _fsync_commit(table: Table) -> None:
+    """fsync what an Iceberg commit wrote on a local disk (metadata, manifest list, manifests)
+    and their directories: the catalog (fsync'd by SQLite) must never point at a lost file."""
+    snapshot = table.current_snapshot()
+    paths = {_local(table.metadata_location)}
+    if snapshot is not None:
+        paths.add(_local(snapshot.manifest_list))
+        paths.update(
+            _local(m.manifest_path)
+            for m in snapshot.manifests(table.io)
+            if m.added_snapshot_id == snapshot.snapshot_id
+        )
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for directory in {str(Path(p).parent) for p in paths}:
+        fsync_dir(Path(directory))

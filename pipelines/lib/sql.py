@@ -32,6 +32,15 @@ def load_sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
 
+@functools.cache
+def _s3():
+    """The S3 filesystem of a shared lake (endpoint and credentials from the `AWS_*` variables)."""
+    import s3fs
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    return s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint} if endpoint else None)
+
+
 def connect(
     database: str | Path = ":memory:", *, read_only: bool = False
 ) -> duckdb.DuckDBPyConnection:
@@ -56,6 +65,8 @@ def connect(
     else:
         con = duckdb.connect(str(database), read_only=read_only, config=config)
     con.execute("SET TimeZone = 'UTC'")
+    if os.environ.get("TALLY_WAREHOUSE_URI", "").startswith("s3://"):
+        con.register_filesystem(_s3())  # the shared lake's files (DuckDB reads them via fsspec)
     if str(database) != ":memory:":  # the warehouse's views read files relative to its home
         home = Path(database).resolve().parent
         con.execute("SET VARIABLE tally_home = $home", {"home": str(home)})

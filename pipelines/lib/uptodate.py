@@ -42,6 +42,12 @@ def _dagster_events(dagster_dir: Path) -> int | None:
         return None
 
 
+def _lake_version(home: Home) -> list[str]:
+    from pipelines.lib.lake import Lake
+
+    return list(Lake(home.lake).version())
+
+
 def stamps(home: Home, through: str) -> dict | None:
     """The stamps of everything the answer depends on (None: no memo possible)."""
     events = _dagster_events(home.root / "dagster")
@@ -53,7 +59,7 @@ def stamps(home: Home, through: str) -> dict | None:
     return {
         "through": through,
         "dagster_events": events,
-        "lake": _stat(home.lake / "_catalog" / "data.mdb"),
+        "lake": _lake_version(home),
         "config": sorted([p.name, *(_stat(p) or [])] for p in home.config_dir.glob("*.yaml")),
         "sql": sql.hexdigest(),
         "warehouse": _stat(home.warehouse),

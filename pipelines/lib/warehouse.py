@@ -20,7 +20,14 @@ import pyarrow as pa
 
 from pipelines.lib.config import Config
 from pipelines.lib.home import Home
-from pipelines.lib.lake import REJECT_SCHEMA, SIGNAL_SCHEMA, write_parquet_atomic
+from pipelines.lib.lake import (
+    REJECT_SCHEMA,
+    REJECTS,
+    SIGNAL_SCHEMA,
+    SIGNALS,
+    Lake,
+    write_parquet_atomic,
+)
 from pipelines.lib.paths import format_path, parse_path
 from pipelines.lib.pricing import hot_key_pointers
 from pipelines.lib.sql import connect, load_sql
@@ -322,8 +329,6 @@ def _sources(home: Home, config: Config) -> dict[str, str]:
         "balance_snapshot": (home.engine_dir / "balance_snapshot", BALANCE_SCHEMA.empty_table),
         "grant_balance": (home.engine_dir / "grant_balance", GRANT_SCHEMA.empty_table),
         "credit_event": (home.engine_dir / "credit_event", EVENT_SCHEMA.empty_table),
-        "signals": (home.lake / "signals", SIGNAL_SCHEMA.empty_table),
-        "rejects": (home.lake / "rejects", REJECT_SCHEMA.empty_table),
         "statement_line": (statements_dir(home) / "line", LINE_SCHEMA.empty_table),
     }
     # Months are finalized between publishes: an empty file keeps the statement_line glob valid
@@ -332,6 +337,19 @@ def _sources(home: Home, config: Config) -> dict[str, str]:
     if not lines_anchor.exists():
         write_parquet_atomic(LINE_SCHEMA.empty_table(), lines_anchor)
     out = {}
+    lake = Lake(home.lake)
+    for name, kind, empty in (
+        ("signals", SIGNALS, SIGNAL_SCHEMA.empty_table),
+        ("rejects", REJECTS, REJECT_SCHEMA.empty_table),
+    ):
+        if not lake.files(kind=kind):
+            path = home.engine_dir / "_empty" / f"{name}.parquet"
+            write_parquet_atomic(empty(), path)
+            out[name] = sql_literal(path.relative_to(home.root).as_posix())
+        elif lake.storage.local and lake.data_glob(kind).startswith(str(home.root) + "/"):
+            out[name] = sql_literal(lake.data_glob(kind).removeprefix(str(home.root) + "/"))
+        else:  # a lake elsewhere: the views read it where it is
+            out[name] = sql_literal(lake.data_glob(kind))
     for name, (directory, empty) in sources.items():
         if any(directory.glob("date=*/*.parquet")):
             path = directory / "date=*" / "*.parquet"

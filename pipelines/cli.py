@@ -247,6 +247,7 @@ def migrate(home: HomeOpt = None) -> None:
         f"migrated {moved['signals']:,} signals in {moved['files']:,} files and "
         f"{moved['keys']:,} idempotency keys into the Iceberg tables",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -891,6 +892,11 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - one line for people; TALLY_DEBUG=1 for the traceback
         if os.environ.get("TALLY_DEBUG"):
             raise
+        from pipelines.lib.lake import LegacyLakeError
+
+        if isinstance(exc, LegacyLakeError):  # raised from deep inside a run: still a user error
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(2)
         err.print(
             f"[bold red]error:[/] {type(exc).__name__}: {exc} (TALLY_DEBUG=1 shows details)",
             highlight=False,

@@ -11,6 +11,8 @@ import duckdb
 import pytest
 from conftest import tally
 
+from pipelines.lib.sql import connect
+
 NOW = "2026-11-15T06:00:00Z"  # the demo's data ends on 2026-11-14: yesterday, for these tests
 
 
@@ -190,3 +192,50 @@ def test_a_failed_check_exits_1_and_publishes_nothing(demo_home, tmp_path):
         "(the warehouse was not published)"
     ]
     assert (home / "warehouse.duckdb").stat().st_mtime_ns == published
+
+
+def iceberg_outputs_match_the_warehouse(home: Path) -> None:
+    """The engine's outputs, read as Iceberg tables by a catalog that did not write them, hold
+    exactly the warehouse's rows (same count, same credits)."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from pipelines.lib.catalog import s3_properties, storage
+
+    where = storage(home / "lake")
+    props = {"uri": where.catalog_uri, "warehouse": where.warehouse_uri}
+    if not where.local:
+        props |= s3_properties()
+    catalog = SqlCatalog("tally", **props)
+    con = connect(home / "warehouse.duckdb", read_only=True)
+    for table, total in (("fact_signal", "credits"), ("balance_snapshot", "closing_balance")):
+        rows = catalog.load_table(f"{where.namespace}.{table}").scan().to_arrow()
+        expected = con.execute(f"SELECT count(*), sum({total}) FROM {table}").fetchone()
+        assert (rows.num_rows, sum(v for v in rows[total].to_pylist() if v)) == expected, table
+
+
+def test_the_engine_outputs_are_iceberg_tables(demo_home):
+    from pipelines.lib import outputs
+    from pipelines.lib.home import Home
+
+    iceberg_outputs_match_the_warehouse(demo_home)
+    # Publishing again costs nothing: no day's files changed since the run published them.
+    assert set(outputs.publish(Home(demo_home)).values()) == {0}
+
+
+def test_the_demo_on_postgresql_and_s3_gives_the_same_numbers(
+    demo_home, services, tmp_path, monkeypatch
+):
+    """The shared deployment is two environment variables (plus the bucket's credentials): the
+    same demo lands into a PostgreSQL catalog and an S3 bucket and bills exactly the same."""
+    shared = tmp_path / "shared"
+    env = services.env("demo_" + os.urandom(4).hex())
+    proc = tally("demo", home=shared, **env)
+    assert "ingested 19,892  duplicates 86  failed 22" in proc.stdout
+    assert not (shared / "lake").exists(), "a shared lake keeps nothing in the home"
+    for args in (("balances", "--format", "csv"), ("breakdown", "--by", "/team")):
+        embedded = tally(*args, home=demo_home).stdout
+        assert tally(*args, home=shared, **env).stdout == embedded
+        assert len(embedded.splitlines()) > 3
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    iceberg_outputs_match_the_warehouse(shared)

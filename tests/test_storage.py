@@ -15,7 +15,7 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 from pipelines.lib.catalog import s3_properties, storage
-from pipelines.lib.lake import Lake, release
+from pipelines.lib.lake import Lake, release, snapshot_retention
 from pipelines.lib.signals import ingest_signals
 from pipelines.lib.sql import connect
 
@@ -133,3 +133,24 @@ def test_storage_settings_are_checked(tmp_path: Path, monkeypatch):
     assert where.catalog_uri.startswith("postgresql+psycopg2://") and where.shared
     assert where.warehouse_uri == "s3://bucket/x" and not where.local
     assert os.environ["TALLY_CATALOG_URI"]  # unchanged
+
+
+def test_the_scheduled_maintenance_expires_old_snapshots(tmp_path: Path, monkeypatch):
+    from pipelines.defs.landing.maintenance import daily_lake_maintenance, lake_maintenance
+    from pipelines.defs.resources import TallyHome
+
+    lake = Lake(tmp_path / "home" / "lake")
+    for b in range(30):
+        ingest_signals(lake, [sig(f"m{b}")])
+    assert len(lake.table("signals").metadata.snapshots) > 30
+    monkeypatch.setenv("TALLY_SNAPSHOT_RETENTION_HOURS", "0")
+    result = lake_maintenance.execute_in_process(
+        resources={"tally": TallyHome(home=str(tmp_path / "home"))}
+    )
+    assert result.success
+    assert len(lake.table("signals").metadata.snapshots) == 10  # the newest are always kept
+    assert lake.table("signals").scan().to_arrow().num_rows == 30
+    assert daily_lake_maintenance.cron_schedule == "30 3 * * *"
+    monkeypatch.setenv("TALLY_SNAPSHOT_RETENTION_HOURS", "a week")
+    with pytest.raises(ValueError, match="number of hours"):
+        snapshot_retention()

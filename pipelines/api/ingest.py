@@ -1,11 +1,14 @@
 """`POST signals/bulk`: the same validation and landing as `tally ingest`, with group commit.
 
 Requests are validated where they arrive; one committer thread lands whatever requests are waiting
-as one `Lake.land` call (one set of files, one fsync'd catalog transaction), then acknowledges each
-request with its own counts. Concurrent clients share the cost of the fsyncs, and a request is
-answered only after its signals are durable. Nothing is acknowledged that was not committed; if
-landing fails, nothing of the group was committed (the catalog transaction is the commit point) and
-every request in it gets a 503 the SDK retries.
+as one `Lake.land` call (one set of files, one fsync'd index transaction), then acknowledges each
+request with its own counts, and commits acknowledged groups to the Iceberg tables when no request
+waits for IDLE_SECONDS (at least every SETTLE_SECONDS): many groups share one table commit,
+and every reader
+publishes what is acknowledged before it reads. Concurrent clients share the cost of the fsyncs,
+and a request is answered only after its signals are durable. Nothing is acknowledged that was not
+committed; if landing fails, nothing of the group was committed (the index transaction is the
+commit point) and every request in it gets a 503 the SDK retries.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -25,6 +29,8 @@ from pipelines.lib.limits import MAX_DEPTH
 from pipelines.lib.signals import Validated, as_text, split_bulk, validate
 
 MAX_GROUP_ROWS = 100_000
+SETTLE_SECONDS = 1.0
+IDLE_SECONDS = 0.1
 log = logging.getLogger(__name__)
 
 
@@ -82,6 +88,7 @@ class Committer:
         self.lake = lake
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._lock = threading.Lock()
+        self._settled = time.monotonic()
         self._thread = self._start()
 
     def _start(self) -> threading.Thread:
@@ -103,10 +110,19 @@ class Committer:
             self._thread.join()
 
     def _loop(self) -> None:
+        unsettled = False
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=IDLE_SECONDS if unsettled else None)
+            except queue.Empty:  # idle: publish what was acknowledged
+                self._settle()
+                unsettled = False
+                continue
             if first is None:
+                if unsettled:
+                    self._settle()
                 return
+            unsettled = True
             group, rows = [first], first.validated.accepted.num_rows
             while rows < MAX_GROUP_ROWS:
                 try:
@@ -138,6 +154,7 @@ class Committer:
                 pa.concat_tables(rejects) if rejects else None,
                 source="http",
                 tidy=False,  # compact after acknowledging: waiting requests form a bigger group
+                publish=False,  # durable and indexed: acknowledged; one table commit for many
             )
         except Exception as exc:  # noqa: BLE001 - every waiting request must be answered
             log.exception("landing a group of %d requests failed", len(group))
@@ -156,7 +173,15 @@ class Committer:
                 for i, r in zip(p.validated.reject_index, p.validated.reject_reason, strict=True)
             ]
             p.future.set_result(Ack(n - duplicates, duplicates, len(errors), errors))
+        # Publish to the tables (and compact) once no request came for IDLE_SECONDS, or every
+        # SETTLE_SECONDS under a steady stream: many groups share one commit. Readers publish
+        # what is acknowledged before they read.
+        if time.monotonic() - self._settled > SETTLE_SECONDS:
+            self._settle()
+
+    def _settle(self) -> None:
         try:
-            self.lake.tidy()
-        except Exception:  # noqa: BLE001 - acknowledged data is safe; compaction retries later
-            log.exception("compaction after a group commit failed")
+            self.lake.settle()
+        except Exception:  # noqa: BLE001 - acknowledged data is safe; the next settle retries
+            log.exception("publishing after a group commit failed")
+        self._settled = time.monotonic()

@@ -50,6 +50,7 @@ class Index(Protocol):
     ) -> None: ...
     def finish(self, batch: int, bury: list[str] = ..., at_ns: int = ...) -> None: ...
     def intents(self) -> list[tuple[int, str, dict]]: ...
+    def bury(self, paths: list[str], at_ns: int) -> None: ...
     def graves(self) -> list[tuple[str, int]]: ...
     def unbury(self, paths: list[str]) -> None: ...
     def key_count(self) -> int: ...
@@ -144,6 +145,12 @@ class LocalIndex:
             for path in bury:
                 txn.put(path.encode(), _I64.pack(at_ns), db=self._db["tomb"])
             txn.delete(_I64.pack(batch), db=self._db["intent"])
+
+    def bury(self, paths: list[str], at_ns: int) -> None:
+        """Files no current snapshot lists, to delete once no kept snapshot does."""
+        with self._env.begin(write=True) as txn:
+            for path in paths:
+                txn.put(path.encode(), _I64.pack(at_ns), db=self._db["tomb"])
 
     def intents(self) -> list[tuple[int, str, dict]]:
         with self._env.begin(db=self._db["intent"]) as txn:
@@ -302,12 +309,19 @@ class PostgresIndex:
 
     def finish(self, batch: int, bury: list[str] = (), at_ns: int = 0) -> None:
         with self._tx() as cur:
-            for path in bury:
-                cur.execute(
-                    f"INSERT INTO {self.schema}.tomb VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                    (path, at_ns),
-                )
+            self._bury(cur, bury, at_ns)
             cur.execute(f"DELETE FROM {self.schema}.intent WHERE batch = %s", (batch,))
+
+    def bury(self, paths: list[str], at_ns: int) -> None:
+        with self._tx() as cur:
+            self._bury(cur, paths, at_ns)
+
+    def _bury(self, cur, paths: list[str], at_ns: int) -> None:
+        for path in paths:
+            cur.execute(
+                f"INSERT INTO {self.schema}.tomb VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (path, at_ns),
+            )
 
     def intents(self) -> list[tuple[int, str, dict]]:
         with self._tx() as cur:

@@ -245,7 +245,24 @@ class LegacyLakeError(RuntimeError):
     """The lake still has the earlier format."""
 
 
-SNAPSHOTS_KEPT = 200  # landing expires the oldest snapshots beyond this (bounds the metadata)
+SNAPSHOT_RETENTION_ENV = "TALLY_SNAPSHOT_RETENTION_HOURS"
+
+
+def snapshot_retention() -> dt.timedelta:
+    """How long lake snapshots are kept for time travel (default 7 days; docs/storage.md)."""
+    raw = os.environ.get(SNAPSHOT_RETENTION_ENV) or "168"
+    try:
+        hours = float(raw)
+    except ValueError:
+        raise ValueError(
+            f"{SNAPSHOT_RETENTION_ENV} must be a number of hours, not {raw!r}"
+        ) from None
+    if hours < 0:
+        raise ValueError(f"{SNAPSHOT_RETENTION_ENV} must not be negative ({raw})")
+    return dt.timedelta(hours=hours)
+
+
+SNAPSHOTS_KEPT = 20  # landing expires the oldest snapshots beyond this (bounds the metadata)
 _BATCH_PROPERTY = "tally.batch"
 _LONG = struct.Struct("<q")
 
@@ -269,6 +286,7 @@ class Lake:
         self._tables: dict[str, Table] = {}
         self._listings: dict[str, tuple[int | None, list[LakeFile]]] = {}
         self._untidy: set[str] = set()  # partitions landed into since the last compaction
+        self._pending: dict[str, object] = {}  # acknowledged, not yet published: path -> DataFile
         if self.storage.embedded:
             self._follow_move()
 
@@ -286,6 +304,7 @@ class Lake:
 
     def version(self) -> tuple[str, ...]:
         """Changes whenever anything lands: the tables' current metadata files."""
+        self._publish_if_pending()
         return tuple(self.table(kind).metadata_location for kind in (SIGNALS, REJECTS))
 
     # ---------------------------------------------------------------------------- tables
@@ -346,32 +365,66 @@ class Lake:
 
     # ----------------------------------------------------------------- writer lock and recovery
     @contextmanager
-    def _writer(self) -> Iterator[None]:
-        """Exclusive across threads, processes (and hosts when shared); recovers first."""
+    def _writer(self, publish_own: bool = False) -> Iterator[None]:
+        """Exclusive across threads, processes (and hosts when shared); recovers first (this
+        process's own acknowledged batches only with `publish_own`)."""
         with self.index.writer():
-            self._recover()
+            self._recover(publish_own)
             yield
 
-    def _recover(self) -> None:
-        """Finish or undo what a crashed writer left (see the module docstring)."""
-        for batch, state, record in self.index.intents():
-            live = {lf.path for kind in (SIGNALS, REJECTS) for lf in self._listing(kind)}
-            missing = [p for p in record["files"] if p not in live]
-            if state == COMMITTING and missing:
-                for kind in (SIGNALS, REJECTS):
-                    mine = [p for p in missing if f"/{kind}/data/" in p]
-                    if mine:
-                        table = self.table(kind)
-                        files = [
-                            parquet_file_to_data_file(table.io, table.metadata, _uri(p))
-                            for p in mine
-                        ]
-                        self._commit(kind, files, batch)
-            elif missing:
-                for path in missing:
+    def _recover(self, publish_own: bool = True) -> None:
+        """Publish acknowledged batches and undo what a crashed writer left (module docstring):
+        the files of "committing" intents go into the tables, one commit per table for all of
+        them; the files of any other intent are deleted."""
+        intents = [
+            (batch, state, record)
+            for batch, state, record in self.index.intents()
+            if publish_own or not all(p in self._pending for p in record["files"])
+        ]
+        if not intents:
+            if publish_own:
+                self._pending.clear()
+            return
+        live = {lf.path for kind in (SIGNALS, REJECTS) for lf in self._listing(kind)}
+        publish: dict[str, list] = {SIGNALS: [], REJECTS: []}
+        for _, state, record in intents:
+            for path in record["files"]:
+                if path in live:
+                    continue
+                if state == COMMITTING:
+                    kind = SIGNALS if f"/{SIGNALS}/data/" in path else REJECTS
+                    publish[kind].append(self._pending.pop(path, None) or path)
+                else:
                     self._delete(path)
+        for kind, files in publish.items():
+            if files:
+                table = self.table(kind)
+                data_files = [
+                    parquet_file_to_data_file(table.io, table.metadata, _uri(f))
+                    if isinstance(f, str)
+                    else f
+                    for f in files
+                ]
+                self._commit(kind, data_files, max(b for b, _, _ in intents))
+        for batch, _, record in intents:
             gone = [p for p in record.get("replaces", []) if p not in live]
             self.index.finish(batch, bury=gone, at_ns=time.time_ns())
+        self._untidy.update(
+            p.rsplit("/date=", 1)[1][:10] for _, _, r in intents for p in r["files"]
+        )
+        if publish_own:  # ours are published now (or were, by another process)
+            self._pending.clear()
+
+    def _publish_if_pending(self) -> None:
+        """Readers see every acknowledged batch: publish those a writer left committing."""
+        if any(state == COMMITTING for _, state, _ in self.index.intents()):
+            with self._writer(publish_own=True):
+                pass
+
+    def settle(self) -> None:
+        """Publish what `land(..., publish=False)` acknowledged, then compact."""
+        with self._writer(publish_own=True):
+            self._tidy()
 
     # ----------------------------------------------------------------------------- landing
     def land(
@@ -380,6 +433,7 @@ class Lake:
         rejects: pa.Table | None = None,
         source: str = "",
         tidy: bool = True,
+        publish: bool = True,
     ) -> LandResult:
         """Land validated signals (`INCOMING_COLUMNS`) and rejects (`location, reason, raw`).
 
@@ -390,6 +444,10 @@ class Lake:
         flags every signal whose idempotency key was seen before (in history or earlier in this
         batch) as a duplicate of the first copy. Returns only after everything is durable.
         `tidy=False` leaves compaction to a later `tidy()` (after the caller acknowledged).
+        `publish=False` acknowledges once the files and the index are durable (steps 1-3 of the
+        module docstring) and leaves the table commit to `settle()`, or to any reader or writer,
+        which publishes it before it reads or lands: what the HTTP API does, so that many
+        requests share one table commit.
         """
         n_rejects = 0 if rejects is None else rejects.num_rows
         if incoming.num_rows == 0 and n_rejects == 0:
@@ -403,11 +461,14 @@ class Lake:
             self.index.intend(batch, [path for path, _, _, _ in plans])
             written = self._write_files(plans)
             self.index.commit(batch, new_keys, seq0 + table.num_rows, received_us)
-            for kind in (SIGNALS, REJECTS):
-                files = [df for k, df in written if k == kind]
-                if files:
-                    self._commit(kind, files, batch)
-            self.index.finish(batch)
+            if publish:
+                for kind in (SIGNALS, REJECTS):
+                    files = [df for k, df in written if k == kind]
+                    if files:
+                        self._commit(kind, files, batch)
+                self.index.finish(batch)
+            else:
+                self._pending.update((p[0], df) for p, (_, df) in zip(plans, written, strict=True))
             self._untidy.update(p[2] for p in plans if p[1] == SIGNALS)
             if tidy:
                 self._tidy()
@@ -423,8 +484,8 @@ class Lake:
 
     def tidy(self) -> None:
         """Compact what `land(..., tidy=False)` left (a no-op when nothing is pending)."""
-        if self._untidy:
-            with self._writer():
+        if self._untidy or self._pending:
+            with self._writer(publish_own=True):
                 self._tidy()
 
     def _tidy(self) -> None:
@@ -435,10 +496,10 @@ class Lake:
             for date in sorted(self._untidy):
                 self._compact(SIGNALS, date)
                 self._untidy.discard(date)
-            self._collect_garbage()
+            self.collect_garbage()
             for kind in (SIGNALS, REJECTS):
                 table = self.table(kind, refresh=False)
-                if len(table.metadata.snapshots) > SNAPSHOTS_KEPT * 1.25:
+                if len(table.metadata.snapshots) > SNAPSHOTS_KEPT * 2:
                     self._expire(table, keep=SNAPSHOTS_KEPT)
         except Exception:  # noqa: BLE001 - see docstring
             logging.getLogger(__name__).exception("lake compaction failed; will retry later")
@@ -648,7 +709,7 @@ class Lake:
         """Merge files of one partition by size tier so the file count stays bounded."""
         while True:
             tiers: dict[int, list[LakeFile]] = {}
-            for lf in self.files(date=date, kind=kind):
+            for lf in (f for f in self._listing(kind) if f.date == date):
                 tiers.setdefault(max(lf.rows, 1).bit_length() // 2, []).append(lf)
             group = next((g for _, g in sorted(tiers.items()) if len(g) >= COMPACT_FANIN), None)
             if group is None:
@@ -664,7 +725,7 @@ class Lake:
             self._commit(kind, [new], batch, removed=[lf.data_file for lf in group])
             self.index.finish(batch, bury=replaced, at_ns=replaced_at)
 
-    def _collect_garbage(self) -> None:
+    def collect_garbage(self) -> None:
         """Delete replaced files once the grace period has passed and no kept snapshot lists
         them (a snapshot older than the replacement may still be read)."""
         cutoff = time.time_ns() - int(GC_GRACE_SECONDS * 1e9)
@@ -708,11 +769,11 @@ class Lake:
         """Expire snapshots older than `retention` (always keeping the newest `keep`), then
         delete replaced files no kept snapshot lists. Returns the count expired per table."""
         expired = {}
-        with self._writer():
+        with self._writer(publish_own=True):
             now = dt.datetime.now(dt.UTC)
             for kind in (SIGNALS, REJECTS):
                 expired[kind] = self._expire(self.table(kind), keep, older_than=now - retention)
-            self._collect_garbage()
+            self.collect_garbage()
         return expired
 
     # ------------------------------------------------------------------------------ reading
@@ -757,6 +818,7 @@ class Lake:
 
     def files(self, date: str | None = None, kind: str = SIGNALS) -> list[LakeFile]:
         """The live files (a consistent snapshot), optionally of one partition, oldest first."""
+        self._publish_if_pending()
         files = self._listing(kind)
         return files if date is None else [lf for lf in files if lf.date == date]
 
@@ -769,6 +831,7 @@ class Lake:
 
     def partitions(self) -> dict[str, int]:
         """Signal partitions (`YYYY-MM-DD`) and their version: the last batch that changed them."""
+        self._publish_if_pending()
         out: dict[str, int] = {}
         for lf in self._listing(SIGNALS):
             out[lf.date] = max(out.get(lf.date, 0), lf.batch)

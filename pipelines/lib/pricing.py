@@ -140,7 +140,7 @@ def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> Prepared:
         except duckdb.CatalogException:
             pass  # already registered on this connection
     hot_columns = "".join(
-        f",\n    CASE WHEN json_type(p.x[{index[p_]}]) <> 'NULL' THEN p.x[{index[p_]}] END"
+        f",\n    CASE WHEN json_type(p.x[{index[p_]}]) <> 'NULL' THEN p.x[{index[p_]}]::VARCHAR END"
         f" AS hot_key_{i + 1}"
         for i, p_ in enumerate(hot)
     )

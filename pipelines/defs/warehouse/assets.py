@@ -8,6 +8,7 @@ from pipelines.defs.ledger.assets import balance_snapshot
 from pipelines.defs.partitions import DAILY
 from pipelines.defs.pricing.assets import fact_signal
 from pipelines.defs.resources import TallyHome
+from pipelines.lib import outputs
 from pipelines.lib.warehouse import publish
 
 
@@ -34,6 +35,7 @@ def warehouse(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.Materia
             )
     home = tally.resolve()
     path = publish(home, tally.config())
+    published = outputs.publish(home)  # the checked outputs as Iceberg tables
     con = duckdb.connect(str(path), read_only=True)
     try:
         # Cheap figures only (Parquet footers and the last day): publishing costs what a day costs.
@@ -46,5 +48,6 @@ def warehouse(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.Materia
             "path": dg.MetadataValue.path(str(path)),
             "row_count": rows,
             "ledger_through": str(through) if through else "-",
+            "iceberg_days_replaced": dg.MetadataValue.json(published),
         }
     )

@@ -53,12 +53,12 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 @contextmanager
 def _user_errors():
-    from pipelines.lib.lake import LegacyLakeError
+    from pipelines.lib.lake import LandingError, LegacyLakeError
     from pipelines.lib.signals import IngestError
 
     try:
         yield
-    except (UserError, IngestError, LegacyLakeError) as exc:
+    except (UserError, IngestError, LegacyLakeError, LandingError) as exc:
         raise fail(str(exc)) from None
 
 

@@ -22,6 +22,9 @@ CREATE MACRO internal.home() AS coalesce(getvariable('tally_home'), {home});
 CREATE MACRO internal.files(relative) AS
     CASE WHEN relative LIKE 's3://%' THEN relative ELSE internal.home() || '/' || relative END;
 
+CREATE MACRO internal.file_list(relatives) AS
+    list_transform(relatives, lambda relative: internal.files(relative));
+
 -- A day ('2026-11-02'), date, timestamp or RFC 3339 text as an instant: bare days and times are
 -- UTC, never the session's TimeZone.
 CREATE MACRO internal.utc(x) AS
@@ -31,7 +34,7 @@ CASE WHEN typeof(x) = 'TIMESTAMP WITH TIME ZONE' THEN CAST(x AS TIMESTAMPTZ)
 -- The priced signals as pricing wrote them (hot_key_<n>: JSON text of the n-th hot key).
 CREATE VIEW internal.priced_signal AS
 SELECT *
-FROM read_parquet(internal.files({fact_signal}), hive_partitioning = false);
+FROM read_parquet(internal.file_list({fact_signal}), hive_partitioning = false);
 
 CREATE VIEW fact_signal AS
 SELECT * EXCLUDE (seq{hot_key_exclude}),
@@ -44,7 +47,7 @@ FROM internal.priced_signal;
 -- rollup had currency and status read NULL there (breakdowns then read fact_signal).
 CREATE VIEW internal.signal_rollup_part AS
 SELECT *
-FROM read_parquet(internal.files({signal_rollup}), hive_partitioning = false,
+FROM read_parquet(internal.file_list({signal_rollup}), hive_partitioning = false,
                   union_by_name = true);
 
 CREATE VIEW signal_rollup AS
@@ -57,16 +60,16 @@ GROUP BY ALL;
 
 CREATE VIEW balance_snapshot AS
 SELECT *
-FROM read_parquet(internal.files({balance_snapshot}), hive_partitioning = false);
+FROM read_parquet(internal.file_list({balance_snapshot}), hive_partitioning = false);
 
 CREATE VIEW grant_balance AS
 SELECT *
-FROM read_parquet(internal.files({grant_balance}), hive_partitioning = false);
+FROM read_parquet(internal.file_list({grant_balance}), hive_partitioning = false);
 
 CREATE VIEW fact_credit_transaction AS
 SELECT type, customer_id, recipient_type, recipient_id, currency, amount, occurred_at, grant_id,
        CAST(NULL AS VARCHAR) AS signal_id
-FROM read_parquet(internal.files({credit_event}), hive_partitioning = false)
+FROM read_parquet(internal.file_list({credit_event}), hive_partitioning = false)
 UNION ALL
 SELECT 'spend', customer_id, recipient_type, recipient_id, currency, -credits, timestamp, NULL,
        signal_id

@@ -219,7 +219,7 @@ def test_the_engine_outputs_are_iceberg_tables(demo_home):
 
     iceberg_outputs_match_the_warehouse(demo_home)
     # Publishing again costs nothing: no day's files changed since the run published them.
-    assert set(outputs.publish(Home(demo_home)).values()) == {0}
+    assert set(outputs.publish(Home(demo_home)).changed.values()) == {0}
 
 
 def test_the_demo_on_postgresql_and_s3_gives_the_same_numbers(

@@ -109,7 +109,7 @@ def test_kill_9_mid_batch_loses_nothing_acknowledged(tmp_path, storage_mode):
     )
     acked: list[int] = []
     start = 0
-    for round_ in range(3):
+    for round_ in range(3 if storage_mode == "embedded" else 2):  # moto is slow: 2 there
         got = _run_until_killed(root, start, acks_wanted=2 + round_)
         acked += got
         in_flight = got[-1] + 1

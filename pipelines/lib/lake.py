@@ -30,6 +30,7 @@ finish; `Lake.maintain` expires old snapshots (docs/storage.md).
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import glob
 import hashlib
 import logging
@@ -51,6 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
+from pipelines.lib import faults
 from pipelines.lib.catalog import forget, storage
 from pipelines.lib.catalog import table as catalog_table
 from pipelines.lib.index import COMMITTING, open_index
@@ -243,6 +245,16 @@ LEGACY_CATALOG = "_catalog"  # the LMDB catalog of the earlier format (`tally mi
 
 class LegacyLakeError(RuntimeError):
     """The lake still has the earlier format."""
+
+
+class LandingError(RuntimeError):
+    """A batch could not be written (nothing of it was kept or acknowledged)."""
+
+
+def _write_failure(exc: OSError, where: str) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the device of {where}: nothing was landed; free space and retry"
+    return f"could not write to {where} ({exc.strerror or exc}): nothing was landed; retry"
 
 
 SNAPSHOT_RETENTION_ENV = "TALLY_SNAPSHOT_RETENTION_HOURS"
@@ -459,13 +471,23 @@ class Lake:
             table, new_keys = self._flag_duplicates(table)
             plans = self._plan_files(table, rejects, batch, received_us, source)
             self.index.intend(batch, [path for path, _, _, _ in plans])
-            written = self._write_files(plans)
+            try:
+                written = self._write_files(plans)
+            except OSError as exc:  # e.g. disk full: undo now, leave nothing behind
+                for path, _, _, _ in plans:
+                    self._delete(path)
+                self.index.finish(batch)
+                where = str(self.root) if self.storage.local else self.storage.warehouse_uri
+                raise LandingError(_write_failure(exc, where)) from exc
+            faults.point("land.files-written")
             self.index.commit(batch, new_keys, seq0 + table.num_rows, received_us)
+            faults.point("land.indexed")
             if publish:
                 for kind in (SIGNALS, REJECTS):
                     files = [df for k, df in written if k == kind]
                     if files:
                         self._commit(kind, files, batch)
+                faults.point("land.committed")
                 self.index.finish(batch)
             else:
                 self._pending.update((p[0], df) for p, (_, df) in zip(plans, written, strict=True))
@@ -636,6 +658,7 @@ class Lake:
         written = []
         dirs: set[Path] = set()
         for path, kind, _, table in plans:
+            faults.point("land.write")
             if self.storage.local:
                 local = Path(path)
                 new_dir = not local.parent.exists()

@@ -23,11 +23,13 @@ import datetime as dt
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.lib import faults
 from pipelines.lib.catalog import open_catalog
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake, _local, _uri
@@ -75,7 +77,11 @@ def _table(lake: Lake, name: str, files: list[Path]):
     except NoSuchTableError:
         lake.table("signals", refresh=False)  # creates the namespace
         try:
-            table = catalog.create_table(identifier, schema=_schema(files))
+            spec = OUTPUTS[name]
+            metrics = {"write.metadata.metrics.default": "none"}  # what DuckDB writes varies
+            if spec is not None:
+                metrics[f"write.metadata.metrics.column.{spec[0]}"] = "full"
+            table = catalog.create_table(identifier, schema=_schema(files), properties=metrics)
         except TableAlreadyExistsError:
             table = catalog.load_table(identifier)
         spec = OUTPUTS[name]
@@ -112,17 +118,23 @@ def _live(table) -> dict[str, dict[str, object]]:
     return out
 
 
-def publish(home: Home, keep_seconds: float = 600) -> dict[str, int]:
-    """Make each output table's current snapshot the engine's current files; returns the number
-    of days replaced per table."""
+@dataclass(frozen=True)
+class Published:
+    changed: dict[str, int]  # days replaced per table
+    files: dict[str, list[str]]  # each table's files now (local paths or s3:// URLs)
+
+
+def publish(home: Home, keep_seconds: float = 600) -> Published:
+    """Make each output table's current snapshot the engine's current files."""
     from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
     lake = Lake(home.lake)
     changed: dict[str, int] = {}
+    files: dict[str, list[str]] = {}
     for name in OUTPUTS:
         local = _day_files(home.engine_dir, name)
+        changed[name], files[name] = 0, []
         if not local:
-            changed[name] = 0
             continue
         table = _table(lake, name, next(iter(local.values())))
         live = _live(table)
@@ -143,10 +155,14 @@ def publish(home: Home, keep_seconds: float = 600) -> dict[str, int]:
                     removed.append(data_file)
                     doomed.append(data_file.file_path)
         changed[name] = len({f.file_path.rsplit("/date=", 1)[1][:10] for f in added + removed})
+        now = {p for day in live.values() for p in (f.file_path for f in day.values())}
+        now = (now - {f.file_path for f in removed}) | {f.file_path for f in added}
+        files[name] = sorted(_local(p) if lake.storage.local else p for p in now)
         # stamped before the commit: a snapshot taken at or after it no longer lists them
         replaced_at = time.time_ns()
         if not added and not removed:
             continue
+        faults.point("publish.outputs")
         with table.transaction() as tx:
             props = {_BATCH_PROPERTY: dt.datetime.now(dt.UTC).isoformat()}
             with tx.update_snapshot(snapshot_properties=props).overwrite() as change:
@@ -158,7 +174,7 @@ def publish(home: Home, keep_seconds: float = 600) -> dict[str, int]:
         lake.index.bury([_local(p) if lake.storage.local else p for p in doomed], replaced_at)
     with lake.index.writer():
         lake.collect_garbage()
-    return changed
+    return Published(changed, files)
 
 
 def _place(lake: Lake, table, source: Path, target: str) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from pipelines.lib import faults
 from pipelines.lib.config import Config
 from pipelines.lib.home import Home
 from pipelines.lib.lake import (
@@ -316,48 +317,51 @@ def hot_key_columns(config: Config) -> list[str]:
     return names
 
 
-def _sources(home: Home, config: Config) -> dict[str, str]:
-    """Each view's file glob relative to the home, as a SQL literal; an empty file of the right
-    schema if none exist."""
+def _relative(home: Home, path: str) -> str:
+    """`path` relative to the home when inside it (the views then move with the home)."""
+    return path.removeprefix(str(home.root) + "/")
+
+
+def _sources(home: Home, config: Config, published: dict[str, list[str]]) -> dict[str, str]:
+    """What each view reads, as SQL literals: the engine outputs' published files (a list: the
+    views show exactly what was published, whatever a later run is doing), the lake's and the
+    statements' globs, relative to the home where inside it; an empty file of the right schema
+    where there is nothing yet."""
     from pipelines.lib.closing import LINE_SCHEMA, statements_dir
     from pipelines.lib.ledger import BALANCE_SCHEMA, EVENT_SCHEMA, GRANT_SCHEMA
     from pipelines.lib.pricing import empty_fact_signal, empty_rollup
 
-    sources = {
-        "fact_signal": (home.engine_dir / "fact_signal", empty_fact_signal),
-        "signal_rollup": (home.engine_dir / "signal_rollup", empty_rollup),
-        "balance_snapshot": (home.engine_dir / "balance_snapshot", BALANCE_SCHEMA.empty_table),
-        "grant_balance": (home.engine_dir / "grant_balance", GRANT_SCHEMA.empty_table),
-        "credit_event": (home.engine_dir / "credit_event", EVENT_SCHEMA.empty_table),
-        "statement_line": (statements_dir(home) / "line", LINE_SCHEMA.empty_table),
-    }
+    def empty(name: str, table: pa.Table) -> str:
+        path = home.engine_dir / "_empty" / f"{name}.parquet"
+        write_parquet_atomic(table, path)
+        return _relative(home, str(path))
+
+    out = {}
+    for name, make in (
+        ("fact_signal", lambda: empty_fact_signal(config)),
+        ("signal_rollup", lambda: empty_rollup(config)),
+        ("balance_snapshot", BALANCE_SCHEMA.empty_table),
+        ("grant_balance", GRANT_SCHEMA.empty_table),
+        ("credit_event", EVENT_SCHEMA.empty_table),
+    ):
+        files = [_relative(home, f) for f in published.get(name, [])] or [empty(name, make())]
+        out[name] = "[" + ", ".join(sql_literal(f) for f in files) + "]"
+    lake = Lake(home.lake)
+    for name, kind, schema in (
+        ("signals", SIGNALS, SIGNAL_SCHEMA),
+        ("rejects", REJECTS, REJECT_SCHEMA),
+    ):
+        found = lake.files(kind=kind)
+        out[name] = sql_literal(
+            _relative(home, lake.data_glob(kind)) if found else empty(name, schema.empty_table())
+        )
     # Months are finalized between publishes: an empty file keeps the statement_line glob valid
     # from the start, so the view lists final statements at query time, not as of the publish.
-    lines_anchor = statements_dir(home) / "line" / "date=none" / "data.parquet"
-    if not lines_anchor.exists():
-        write_parquet_atomic(LINE_SCHEMA.empty_table(), lines_anchor)
-    out = {}
-    lake = Lake(home.lake)
-    for name, kind, empty in (
-        ("signals", SIGNALS, SIGNAL_SCHEMA.empty_table),
-        ("rejects", REJECTS, REJECT_SCHEMA.empty_table),
-    ):
-        if not lake.files(kind=kind):
-            path = home.engine_dir / "_empty" / f"{name}.parquet"
-            write_parquet_atomic(empty(), path)
-            out[name] = sql_literal(path.relative_to(home.root).as_posix())
-        elif lake.storage.local and lake.data_glob(kind).startswith(str(home.root) + "/"):
-            out[name] = sql_literal(lake.data_glob(kind).removeprefix(str(home.root) + "/"))
-        else:  # a lake elsewhere: the views read it where it is
-            out[name] = sql_literal(lake.data_glob(kind))
-    for name, (directory, empty) in sources.items():
-        if any(directory.glob("date=*/*.parquet")):
-            path = directory / "date=*" / "*.parquet"
-        else:
-            path = home.engine_dir / "_empty" / f"{name}.parquet"
-            table = empty(config) if name in ("fact_signal", "signal_rollup") else empty()
-            write_parquet_atomic(table, path)
-        out[name] = sql_literal(path.relative_to(home.root).as_posix())
+    lines = statements_dir(home) / "line"
+    anchor = lines / "date=none" / "data.parquet"
+    if not anchor.exists():
+        write_parquet_atomic(LINE_SCHEMA.empty_table(), anchor)
+    out["statement_line"] = sql_literal(_relative(home, str(lines / "date=*" / "*.parquet")))
     return out
 
 
@@ -424,6 +428,9 @@ def _comments(con: duckdb.DuckDBPyConnection, config: Config) -> None:
 
 def publish(home: Home, config: Config) -> Path:
     """Write the warehouse for `home` and atomically replace the published file."""
+    from pipelines.lib import outputs
+
+    published = outputs.publish(home).files  # the checked outputs, as Iceberg tables too
     target = home.warehouse
     tmp = target.with_name(target.name + ".tmp")
     for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
@@ -455,7 +462,7 @@ def publish(home: Home, config: Config) -> Path:
                 f",\n       json_extract_string(hot_key_{i}, '$') AS {quote_identifier(c)}"
                 for i, c in zip(positions, columns, strict=True)
             ),
-            **_sources(home, config),
+            **_sources(home, config, published),
         }
         script = load_sql("warehouse")
         for name, text in fills.items():
@@ -475,6 +482,7 @@ def publish(home: Home, config: Config) -> Path:
         con.close()
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
+    faults.point("publish.warehouse")
     os.replace(tmp, target)
     return target
 

@@ -14,6 +14,8 @@ and `tally run`.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -329,6 +331,37 @@ class RunOutcome:
     problems: list[str] = field(default_factory=list)
 
 
+def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """A `tally run` killed mid-run (kill -9, a crash, a full disk) leaves its run STARTED and
+    its concurrency slot taken, and every later run would wait for that slot forever: mark the
+    runs this host started whose process is gone as failed, and free their slots."""
+    host = socket.gethostname()
+    released = []
+    for record in instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED],
+            tags={"tally/host": host},
+        )
+    ):
+        run = record.dagster_run
+        pid = int(run.tags.get("tally/pid", "0"))
+        if pid and pid != os.getpid() and not _alive(pid):
+            instance.report_run_failed(run, f"its process ({host} pid {pid}) is gone")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            released.append(run.run_id)
+    return released
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def execute(
     work: Work,
     progress: ProgressFn | None = None,
@@ -340,12 +373,18 @@ def execute(
 
     job = defs().resolve_job_def("billing_run")
     instance = instance or dg.DagsterInstance.get()
+    release_dead_runs(instance)
     outcomes = []
     for assets, span in work.runs():
         what = ", ".join(a.to_user_string() for a in assets)
         if progress:
             progress(f"{what} {span[0]}..{span[1]}" if span else what)
-        tags = {"tally/reason": "tally run", "tally/incremental": "true"}
+        tags = {
+            "tally/reason": "tally run",
+            "tally/incremental": "true",
+            "tally/host": socket.gethostname(),
+            "tally/pid": str(os.getpid()),
+        }
         if span:
             tags |= {
                 "dagster/asset_partition_range_start": span[0],

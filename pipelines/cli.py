@@ -233,6 +233,34 @@ def ingest(
 
 
 @app.command()
+def verify(
+    home: HomeOpt = None,
+    quick: Annotated[
+        bool, typer.Option(help="Sizes only (and checksums of files modified since written).")
+    ] = False,
+) -> None:
+    """Check every file of the lake and of the published engine outputs against the size the
+    catalog records and the checksum taken when it was written; one line per damaged file."""
+    from pipelines.lib import outputs
+    from pipelines.lib.lake import REJECTS, SIGNALS, Lake
+
+    h = _home(home)
+    lake = Lake(h.lake)
+    with err.status("verifying the lake and the published outputs"):
+        files = lake.files(kind=SIGNALS) + lake.files(kind=REJECTS)
+        problems = lake.verify(files, deep=not quick)
+        count, more = outputs.verify(h, deep=not quick)
+    problems += more
+    total = len(files) + count
+    for line in problems:
+        err.print(f"[bold red]damaged:[/] {line}", highlight=False, soft_wrap=True)
+    if problems:
+        raise fail(f"{len(problems)} of {total:,} files damaged (restore them from a backup)", 1)
+    how = "sizes" if quick else "sizes and checksums"
+    out.print(f"verified {total:,} files ({how}): all intact", highlight=False)
+
+
+@app.command()
 def migrate(home: HomeOpt = None) -> None:
     """Move a lake of the earlier format (LMDB catalog) into the Iceberg tables, keeping every
     signal, sequence number, duplicate flag, reject and idempotency key; safe to run again."""

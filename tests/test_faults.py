@@ -116,13 +116,7 @@ SIGNALS_SQL = "SELECT count(*), sum(credits) FROM fact_signal"
 
 @pytest.mark.parametrize("point", ["publish.outputs", "publish.warehouse"])
 def test_a_run_killed_while_publishing_keeps_the_old_warehouse(point, tmp_path: Path):
-    work = tmp_path / "synth"
-    tally("synth", "--out", str(work), "--signals", "2000", "--days", "3", home=tmp_path / "h")
-    home = Home(tmp_path / "h")
-    home.config_dir.mkdir(parents=True, exist_ok=True)
-    for config in (work / "config").glob("*.yaml"):
-        (home.config_dir / config.name).write_text(config.read_text())
-    days = sorted((work / "signals").glob("*.jsonl"))
+    home, days = small_home(tmp_path)
     now = {"TALLY_NOW": "2026-11-10T06:00:00Z"}
     tally("ingest", *map(str, days[:2]), home=home, check=False)
     tally("run", home=home, **now)
@@ -142,3 +136,57 @@ def test_a_run_killed_while_publishing_keeps_the_old_warehouse(point, tmp_path: 
     tally("run", home=home, **now)
     new = published()
     assert new[1][0][0] > old[1][0][0]
+
+
+def small_home(tmp_path: Path, days: int = 3) -> tuple[Home, list[Path]]:
+    work = tmp_path / "synth"
+    tally(
+        "synth", "--out", str(work), "--signals", "2000", "--days", str(days), home=tmp_path / "h"
+    )
+    home = Home(tmp_path / "h")
+    home.config_dir.mkdir(parents=True, exist_ok=True)
+    for config in (work / "config").glob("*.yaml"):
+        (home.config_dir / config.name).write_text(config.read_text())
+    return home, sorted((work / "signals").glob("*.jsonl"))
+
+
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_files_stop_the_run_and_verify_names_them(tmp_path: Path):
+    home, days = small_home(tmp_path)
+    now = {"TALLY_NOW": "2026-11-10T06:00:00Z"}
+    tally("ingest", *map(str, days), home=home, check=False)
+    tally("run", home=home, **now)
+    assert "all intact" in tally("verify", home=home).stdout
+
+    con = connect(home.warehouse, read_only=True)
+    before = con.execute(SIGNALS_SQL).fetchall()
+    con.close()
+    lake = Lake(home.lake)
+    damaged = Path(lake.files(date="2026-11-02")[0].path)
+    release(home.lake)
+    flip_a_byte(damaged)
+    checked = tally("verify", home=home, check=False)
+    assert checked.returncode == 1
+    assert f"damaged: {damaged}: its content changed since it was written" in checked.stderr
+    assert "1 of " in checked.stderr
+
+    # The run reads that day again (a late signal arrived): it stops, naming the file.
+    late = signals_file(tmp_path / "late.jsonl", 1, "late", day="2026-11-02")
+    tally("ingest", str(late), home=home, check=False)
+    run = tally("run", home=home, check=False, **now)
+    assert run.returncode != 0
+    assert f"damaged lake file {damaged}: its content changed" in run.stderr
+    con = connect(home.warehouse, read_only=True)
+    assert con.execute(SIGNALS_SQL).fetchall() == before, "published from a damaged file"
+    con.close()
+
+    # A published engine output, truncated: tally verify names it too.
+    published = sorted((home.lake / "warehouse" / "tally" / "fact_signal").rglob("*.parquet"))[0]
+    published.write_bytes(published.read_bytes()[:100])
+    checked = tally("verify", "--quick", home=home, check=False)
+    assert f"damaged: {published}: 100 bytes, the catalog records" in checked.stderr

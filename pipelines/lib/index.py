@@ -51,6 +51,9 @@ class Index(Protocol):
     def finish(self, batch: int, bury: list[str] = ..., at_ns: int = ...) -> None: ...
     def intents(self) -> list[tuple[int, str, dict]]: ...
     def bury(self, paths: list[str], at_ns: int) -> None: ...
+    def record_sums(self, rows: list[tuple[str, int, int, str]]) -> None: ...
+    def sums(self, paths: list[str]) -> dict[str, tuple[int, int, str]]: ...
+    def forget_sums(self, paths: list[str]) -> None: ...
     def graves(self) -> list[tuple[str, int]]: ...
     def unbury(self, paths: list[str]) -> None: ...
     def key_count(self) -> int: ...
@@ -89,7 +92,9 @@ class LocalIndex:
     def __init__(self, path: Path):
         self.path = path
         self._env = _open_env(path)
-        self._db = {n: self._env.open_db(n.encode()) for n in ("meta", "idem", "intent", "tomb")}
+        self._db = {
+            n: self._env.open_db(n.encode()) for n in ("meta", "idem", "intent", "tomb", "sums")
+        }
         self._thread_lock = threading.Lock()
 
     @contextmanager
@@ -169,14 +174,32 @@ class LocalIndex:
             for path in paths:
                 txn.delete(path.encode())
 
+    def record_sums(self, rows: list[tuple[str, int, int, str]]) -> None:
+        """(path, size, mtime_ns, sha256) of files just written."""
+        with self._env.begin(write=True, db=self._db["sums"]) as txn:
+            for path, size, mtime, digest in rows:
+                txn.put(path.encode(), json.dumps([size, mtime, digest]).encode())
+
+    def sums(self, paths: list[str]) -> dict[str, tuple[int, int, str]]:
+        with self._env.begin(db=self._db["sums"]) as txn:
+            found = {p: txn.get(p.encode()) for p in paths}
+        return {p: tuple(json.loads(v)) for p, v in found.items() if v is not None}
+
+    def forget_sums(self, paths: list[str]) -> None:
+        with self._env.begin(write=True, db=self._db["sums"]) as txn:
+            for path in paths:
+                txn.delete(path.encode())
+
     def relocate(self, old: str, new: str) -> None:
-        """Rewrite the paths of intents and graves from prefix `old` to `new` (a moved home)."""
+        """Rewrite the paths of intents, graves and checksums from prefix `old` to `new` (a
+        moved home)."""
         with self._env.begin(write=True) as txn:
-            for key, value in list(txn.cursor(db=self._db["tomb"])):
-                path = key.decode()
-                if path.startswith(old):
-                    txn.delete(key, db=self._db["tomb"])
-                    txn.put((new + path[len(old) :]).encode(), value, db=self._db["tomb"])
+            for db in ("tomb", "sums"):
+                for key, value in list(txn.cursor(db=self._db[db])):
+                    path = key.decode()
+                    if path.startswith(old):
+                        txn.delete(key, db=self._db[db])
+                        txn.put((new + path[len(old) :]).encode(), value, db=self._db[db])
             for key, value in list(txn.cursor(db=self._db["intent"])):
                 record = json.loads(value)
                 for field in ("files", "replaces"):
@@ -203,6 +226,9 @@ CREATE TABLE IF NOT EXISTS {schema}.idem (key bytea PRIMARY KEY, seq bigint NOT 
 {shards}
 CREATE TABLE IF NOT EXISTS {schema}.intent (batch bigint PRIMARY KEY, record jsonb NOT NULL);
 CREATE TABLE IF NOT EXISTS {schema}.tomb (path text PRIMARY KEY, at_ns bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS {schema}.sums (
+    path text PRIMARY KEY, size bigint NOT NULL, mtime_ns bigint NOT NULL, sha256 text NOT NULL
+);
 """
 
 
@@ -336,6 +362,28 @@ class PostgresIndex:
     def unbury(self, paths: list[str]) -> None:
         with self._tx() as cur:
             cur.execute(f"DELETE FROM {self.schema}.tomb WHERE path = ANY(%s)", (list(paths),))
+
+    def record_sums(self, rows: list[tuple[str, int, int, str]]) -> None:
+        with self._tx() as cur:
+            for row in rows:
+                cur.execute(
+                    f"INSERT INTO {self.schema}.sums VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (path) DO UPDATE SET size = excluded.size, "
+                    "mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256",
+                    row,
+                )
+
+    def sums(self, paths: list[str]) -> dict[str, tuple[int, int, str]]:
+        with self._tx() as cur:
+            cur.execute(
+                f"SELECT path, size, mtime_ns, sha256 FROM {self.schema}.sums WHERE path = ANY(%s)",
+                (list(paths),),
+            )
+            return {p: (size, mtime, digest) for p, size, mtime, digest in cur.fetchall()}
+
+    def forget_sums(self, paths: list[str]) -> None:
+        with self._tx() as cur:
+            cur.execute(f"DELETE FROM {self.schema}.sums WHERE path = ANY(%s)", (list(paths),))
 
     def key_count(self) -> int:
         with self._tx() as cur:

@@ -656,6 +656,7 @@ class Lake:
     def _write_files(self, plans: list[tuple[str, str, str, pa.Table]]) -> list[tuple[str, object]]:
         """Write each planned file durably; (kind, Iceberg DataFile) of each."""
         written = []
+        sums = []
         dirs: set[Path] = set()
         for path, kind, _, table in plans:
             faults.point("land.write")
@@ -663,7 +664,9 @@ class Lake:
                 local = Path(path)
                 new_dir = not local.parent.exists()
                 metadata = write_parquet_atomic(table, local)
-                size = local.stat().st_size
+                stat = local.stat()
+                size = stat.st_size
+                sums.append((path, size, stat.st_mtime_ns, file_digest(local)))
                 dirs.add(local.parent)
                 if new_dir:
                     dirs.update({local.parent.parent, local.parent.parent.parent})
@@ -678,9 +681,11 @@ class Lake:
                 ):
                     out.write(body)
                 size = body.size
+                sums.append((path, size, 0, hashlib.sha256(memoryview(body)).hexdigest()))
             written.append((kind, self._data_file(kind, path, metadata, size)))
         for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
             fsync_dir(d)
+        self.index.record_sums(sums)
         return written
 
     def _data_file(self, kind: str, path: str, metadata: pq.FileMetaData, size: int):
@@ -769,6 +774,7 @@ class Lake:
             self.index.unbury(expired)
 
     def _delete(self, path: str) -> None:
+        self.index.forget_sums([path])
         if self.storage.local:
             Path(path).unlink(missing_ok=True)
             Path(path + ".tmp").unlink(missing_ok=True)
@@ -852,6 +858,40 @@ class Lake:
         with self.table(lf.kind, refresh=False).io.new_input(lf.path).open() as stream:
             return pq.read_table(stream)
 
+    def verify(self, files: list[LakeFile], deep: bool = False) -> list[str]:
+        """One line per damaged file: missing, or not the size the catalog records, or (`deep`,
+        or a local file modified since it was written) not the checksum recorded when it was."""
+        return verify_files(
+            self.index, [(lf.path, lf.data_file.file_size_in_bytes) for lf in files], self, deep
+        )
+
+    def check(self, files: list[LakeFile]) -> None:
+        """`verify` (cheaply) what a run is about to read; raise on the first damaged file."""
+        problems = self.verify(files)
+        if problems:
+            raise IntegrityError(
+                f"damaged lake file {problems[0]}; nothing derived from it is published "
+                "(restore the file from a backup, then tally run; tally verify checks everything)"
+            )
+
+    def size_of(self, path: str) -> int | None:
+        """A file's size on its storage (None: it is missing)."""
+        if self.storage.local:
+            try:
+                return os.stat(path).st_size
+            except FileNotFoundError:
+                return None
+        try:
+            return len(self.table(SIGNALS, refresh=False).io.new_input(path))
+        except FileNotFoundError:
+            return None
+
+    def digest_of(self, path: str) -> str:
+        if self.storage.local:
+            return file_digest(Path(path))
+        with self.table(SIGNALS, refresh=False).io.new_input(path).open() as stream:
+            return hashlib.file_digest(stream, "sha256").hexdigest()
+
     def partitions(self) -> dict[str, int]:
         """Signal partitions (`YYYY-MM-DD`) and their version: the last batch that changed them."""
         self._publish_if_pending()
@@ -874,6 +914,37 @@ class Lake:
             "idempotency_keys": self.index.key_count(),
             "files": len(self._listing(SIGNALS)),
         }
+
+
+class IntegrityError(RuntimeError):
+    """A file the catalog lists is missing or not what was written."""
+
+
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def verify_files(index, files: list[tuple[str, int]], lake: Lake, deep: bool) -> list[str]:
+    """`Lake.verify` for (path, size the catalog records) pairs: size always; the checksum when
+    `deep`, or when a local file's modification time is not the one recorded."""
+    recorded = index.sums([p for p, _ in files])
+    problems = []
+    for path, size in files:
+        actual = lake.size_of(path)
+        if actual is None:
+            problems.append(f"{path}: missing")
+            continue
+        if actual != size:
+            problems.append(f"{path}: {actual:,} bytes, the catalog records {size:,}")
+            continue
+        known = recorded.get(path)
+        if known is None:
+            continue
+        changed = lake.storage.local and os.stat(path).st_mtime_ns != known[1]
+        if (deep or changed) and lake.digest_of(path) != known[2]:
+            problems.append(f"{path}: its content changed since it was written (checksum)")
+    return problems
 
 
 def release(root: Path) -> None:

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from pipelines.lib import faults
 from pipelines.lib.catalog import open_catalog
 from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake, _local, _uri
+from pipelines.lib.lake import Lake, _local, _uri, file_digest, verify_files
 
 # output -> (column, transform) of its partitioning (None: by file, one per day)
 OUTPUTS: dict[str, tuple[str, str] | None] = {
@@ -139,7 +139,7 @@ def publish(home: Home, keep_seconds: float = 600) -> Published:
         table = _table(lake, name, next(iter(local.values())))
         live = _live(table)
         base = table.location().rstrip("/") + "/data"
-        added, removed, doomed = [], [], []
+        added, removed, doomed, sums = [], [], [], []
         for day in sorted(set(local) | set(live)):
             want = {_published_name(p): p for p in local.get(day, [])}
             have = live.get(day, {})
@@ -150,6 +150,9 @@ def publish(home: Home, keep_seconds: float = 600) -> Published:
                 if file_name not in have:
                     _place(lake, table, source, target)
                     added.append(parquet_file_to_data_file(table.io, table.metadata, _uri(target)))
+                    st = source.stat()
+                    key = _local(target) if lake.storage.local else target
+                    sums.append((key, st.st_size, st.st_mtime_ns, file_digest(source)))
             for file_name, data_file in have.items():
                 if file_name not in want:
                     removed.append(data_file)
@@ -162,6 +165,7 @@ def publish(home: Home, keep_seconds: float = 600) -> Published:
         replaced_at = time.time_ns()
         if not added and not removed:
             continue
+        lake.index.record_sums(sums)
         faults.point("publish.outputs")
         with table.transaction() as tx:
             props = {_BATCH_PROPERTY: dt.datetime.now(dt.UTC).isoformat()}
@@ -203,3 +207,22 @@ def _expire(table, keep_seconds: float) -> None:
     ]
     if ids:
         table.maintenance.expire_snapshots().by_ids(ids).commit()
+
+
+def verify(home: Home, deep: bool = True) -> tuple[int, list[str]]:
+    """(files checked, one line per damaged file) of every published output table."""
+    lake = Lake(home.lake)
+    catalog = open_catalog(lake.storage)
+    files: list[tuple[str, int]] = []
+    for name in OUTPUTS:
+        try:
+            table = catalog.load_table(f"{lake.storage.namespace}.{name}")
+        except Exception:  # noqa: BLE001 - not published yet
+            continue
+        for day in _live(table).values():
+            for data_file in day.values():
+                path = data_file.file_path
+                files.append(
+                    (_local(path) if lake.storage.local else path, data_file.file_size_in_bytes)
+                )
+    return len(files), verify_files(lake.index, files, lake, deep)

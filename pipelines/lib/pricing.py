@@ -189,7 +189,9 @@ def price_day(
     others, so a day that receives a few late signals costs what those signals cost. After
     MAX_LATE_FILES parts the day is priced whole again, which bounds its files.
     """
-    files = [str(f.path) for f in lake.files(date=day)]
+    day_files = lake.files(date=day)
+    lake.check(day_files)  # size always; the checksum of a file modified since it was written
+    files = [str(f.path) for f in day_files]
     if not files:
         for path in (fact_signal_path(engine_dir, day), rollup_path(engine_dir, day)):
             path.unlink(missing_ok=True)

@@ -169,7 +169,15 @@ def iceberg_type(arrow_type):
 
 def table(where: Storage, name: str, schema, partition_field: str) -> Table:
     """`<namespace>.<name>`, created (partitioned by the UTC day of `partition_field`) if new."""
-    from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+    with _CREATE_LOCK:  # threads of one process: one creator (processes: see below)
+        return _table(where, name, schema, partition_field)
+
+
+_CREATE_LOCK = threading.Lock()
+
+
+def _table(where: Storage, name: str, schema, partition_field: str) -> Table:
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError
     from pyiceberg.partitioning import PartitionField, PartitionSpec
     from pyiceberg.schema import Schema
     from pyiceberg.transforms import DayTransform
@@ -186,6 +194,9 @@ def table(where: Storage, name: str, schema, partition_field: str) -> Table:
         catalog.create_namespace(where.namespace)
     except NamespaceAlreadyExistsError:
         pass
+    except Exception:  # noqa: BLE001 - another process or thread created it at the same moment
+        if not catalog.namespace_exists(where.namespace):
+            raise
     fields = [
         NestedField(i, f.name, iceberg_type(f.type), required=False)
         for i, f in enumerate(schema, start=1)
@@ -195,8 +206,11 @@ def table(where: Storage, name: str, schema, partition_field: str) -> Table:
         PartitionField(source_id=source, field_id=1000, transform=DayTransform(), name="date")
     )
     try:
+        iceberg_schema = Schema(*fields)
+        # The files carry no Iceberg field ids: every reader maps columns by name.
+        mapping = {"schema.name-mapping.default": iceberg_schema.name_mapping.model_dump_json()}
         return catalog.create_table(
-            identifier, Schema(*fields), partition_spec=spec, properties=TABLE_PROPERTIES
+            identifier, iceberg_schema, partition_spec=spec, properties=TABLE_PROPERTIES | mapping
         )
-    except TableAlreadyExistsError:  # another process created it meanwhile
+    except Exception:  # noqa: BLE001 - TableAlreadyExistsError, or the same race in the database
         return catalog.load_table(identifier)

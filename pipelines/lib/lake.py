@@ -323,12 +323,11 @@ class Lake:
     def table(self, kind: str, refresh: bool = True) -> Table:
         """The Iceberg table of `kind` (`signals` or `rejects`), as of its latest commit."""
         found = self._tables.get(kind)
-        if found is None:
+        if found is None:  # two threads may both load it: the same table, either is fine
             schema, by = (
                 (SIGNAL_SCHEMA, "timestamp") if kind == SIGNALS else (REJECT_SCHEMA, "received_at")
             )
             found = self._tables[kind] = catalog_table(self.storage, kind, schema, by)
-            _ensure_name_mapping(found)
         elif refresh:
             found.refresh()
         return found
@@ -962,15 +961,6 @@ def _uri(path: str) -> str:
 
 def _local(uri: str) -> str:
     return urlparse(uri).path if uri.startswith("file:") else uri
-
-
-def _ensure_name_mapping(table: Table) -> None:
-    """Files written without Iceberg field ids are read by column name (every engine)."""
-    key = "schema.name-mapping.default"
-    if key not in table.metadata.properties:
-        mapping = table.schema().name_mapping.model_dump_json()
-        with table.transaction() as tx:
-            tx.set_properties(**{key: mapping})
 
 
 def _fsync_commit(table: Table) -> None:

@@ -50,7 +50,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyiceberg.io.pyarrow import parquet_file_to_data_file
 
 from pipelines.lib import faults
 from pipelines.lib.catalog import forget, storage
@@ -341,6 +340,8 @@ class Lake:
     def _follow_move(self) -> None:
         """An embedded lake that was copied or moved (Iceberg metadata holds absolute paths):
         register the files beside this catalog again, so the copy reads its own files."""
+        from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
         db = self.root / "catalog.db"
         if not db.exists():
             return
@@ -387,6 +388,8 @@ class Lake:
         """Publish acknowledged batches and undo what a crashed writer left (module docstring):
         the files of "committing" intents go into the tables, one commit per table for all of
         them; the files of any other intent are deleted."""
+        from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
         intents = [
             (batch, state, record)
             for batch, state, record in self.index.intents()

@@ -190,3 +190,18 @@ def test_damaged_files_stop_the_run_and_verify_names_them(tmp_path: Path):
     published.write_bytes(published.read_bytes()[:100])
     checked = tally("verify", "--quick", home=home, check=False)
     assert f"damaged: {published}: 100 bytes, the catalog records" in checked.stderr
+
+
+def test_a_damaged_engine_output_stops_the_ledger(tmp_path: Path):
+    """The ledger resumes from the previous day's balances: damaged, they stop the run."""
+    home, days = small_home(tmp_path)
+    now = {"TALLY_NOW": "2026-11-10T06:00:00Z"}
+    tally("ingest", *map(str, days), home=home, check=False)
+    tally("run", home=home, **now)
+    checkpoint = home.engine_dir / "balance_snapshot" / "date=2026-11-02" / "data.parquet"
+    flip_a_byte(checkpoint)
+    late = signals_file(tmp_path / "late.jsonl", 1, "late", day="2026-11-03")
+    tally("ingest", str(late), home=home, check=False)
+    run = tally("run", home=home, check=False, **now)
+    assert run.returncode != 0
+    assert f"damaged engine output {checkpoint}: its content changed" in run.stderr

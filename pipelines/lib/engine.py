@@ -23,15 +23,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from pipelines.lib.config import Config, load_config
 from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
+from pipelines.lib.lake import IntegrityError, Lake, file_digest, verify_files
 from pipelines.lib.ledger import LedgerDays, checkpoint_exists, run_ledger
-from pipelines.lib.pricing import PricedDay, prepare, price_day
+from pipelines.lib.pricing import PricedDay, fact_signal_files, prepare, price_day
 from pipelines.lib.sql import connect, load_sql
 
 _ENC = msgspec.json.Encoder(decimal_format="number", order="sorted")
@@ -153,7 +154,45 @@ def price(
         return priced
 
     with ThreadPoolExecutor(max_workers=max(1, PRICING_THREADS)) as pool:
-        return list(pool.map(one, days))
+        priced = list(pool.map(one, days))
+    record_outputs(lake, [f for day in days for f in _priced_files(home, day)])
+    return priced
+
+
+LEDGER_OUTPUTS = ("balance_snapshot", "grant_balance", "credit_event")
+
+
+def _priced_files(home: Home, day: str) -> list[Path]:
+    rollups = sorted((home.engine_dir / "signal_rollup" / f"date={day}").glob("*.parquet"))
+    return fact_signal_files(home.engine_dir, day) + rollups
+
+
+def _ledger_files(home: Home, day: str) -> list[Path]:
+    return [home.engine_dir / name / f"date={day}" / "data.parquet" for name in LEDGER_OUTPUTS]
+
+
+def record_outputs(lake: Lake, paths: list[Path]) -> None:
+    """Record the size and checksum of engine outputs just written (`check_outputs` compares)."""
+    rows = []
+    for path in paths:
+        if path.exists():
+            st = path.stat()
+            rows.append((str(path), st.st_size, st.st_mtime_ns, file_digest(path)))
+    lake.index.record_sums(rows)
+
+
+def check_outputs(lake: Lake, paths: list[Path]) -> None:
+    """Before the ledger reads engine outputs: each must be what the engine wrote (its size
+    always; its checksum if it was modified since). Raise on the first damaged one."""
+    recorded = lake.index.sums([str(p) for p in paths])
+    problems = verify_files(
+        lake.index, [(p, size) for p, (size, _, _) in recorded.items()], lake, deep=False
+    )
+    if problems:
+        raise IntegrityError(
+            f"damaged engine output {problems[0]}; nothing derived from it is published "
+            "(materialize that day again, which rewrites it; tally verify checks everything)"
+        )
 
 
 class ChainError(Exception):
@@ -172,9 +211,13 @@ def ledger(home: Home, config: Config, first: str, last: str, start: str) -> Led
             f"the ledger of {first} starts from the balances of {previous}, which were never "
             f"computed: materialize balance_snapshot from {start} (or the first missing day) on"
         )
+    lake = Lake(home.lake)
+    days = day_range(date.fromisoformat(first), last)
+    reads = [f for day in days for f in fact_signal_files(home.engine_dir, day)]
+    check_outputs(lake, reads + (_ledger_files(home, previous) if checkpoint else []))
     con = connect()
     prepare(con, config)
-    return run_ledger(
+    result = run_ledger(
         con,
         home.engine_dir,
         config,
@@ -182,6 +225,8 @@ def ledger(home: Home, config: Config, first: str, last: str, start: str) -> Led
         date.fromisoformat(last),
         checkpoint=checkpoint,
     )
+    record_outputs(lake, [f for day in days for f in _ledger_files(home, day)])
+    return result
 
 
 @dataclass

@@ -878,7 +878,7 @@ class Lake:
 
     def size_of(self, path: str) -> int | None:
         """A file's size on its storage (None: it is missing)."""
-        if self.storage.local:
+        if not path.startswith("s3://"):
             try:
                 return os.stat(path).st_size
             except FileNotFoundError:
@@ -889,7 +889,7 @@ class Lake:
             return None
 
     def digest_of(self, path: str) -> str:
-        if self.storage.local:
+        if not path.startswith("s3://"):
             return file_digest(Path(path))
         with self.table(SIGNALS, refresh=False).io.new_input(path).open() as stream:
             return hashlib.file_digest(stream, "sha256").hexdigest()
@@ -943,7 +943,7 @@ def verify_files(index, files: list[tuple[str, int]], lake: Lake, deep: bool) ->
         known = recorded.get(path)
         if known is None:
             continue
-        changed = lake.storage.local and os.stat(path).st_mtime_ns != known[1]
+        changed = not path.startswith("s3://") and os.stat(path).st_mtime_ns != known[1]
         if (deep or changed) and lake.digest_of(path) != known[2]:
             problems.append(f"{path}: its content changed since it was written (checksum)")
     return problems

@@ -45,6 +45,21 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.load_profile("tally-slow")
 
 
+# --- Dagster: no instance leaks from one test into the next -------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_dagster_instance():
+    """Entering a Dagster instance sets a context-wide state storage that holds a weak reference
+    to it; a test that leaves one entered (and whose instance is later collected) would make the
+    next in-process definitions load fail ("undefined DagsterInstance weakref"). Each test starts
+    without one."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
+
+
 # --- storage: embedded (SQLite + a local directory) or shared (PostgreSQL + S3) -------------------
 
 

@@ -147,15 +147,17 @@ class LocalIndex:
 
     def finish(self, batch: int, bury: list[str] = (), at_ns: int = 0) -> None:
         with self._env.begin(write=True) as txn:
-            for path in bury:
-                txn.put(path.encode(), _I64.pack(at_ns), db=self._db["tomb"])
+            self._bury(txn, bury, at_ns)
             txn.delete(_I64.pack(batch), db=self._db["intent"])
 
     def bury(self, paths: list[str], at_ns: int) -> None:
         """Files no current snapshot lists, to delete once no kept snapshot does."""
         with self._env.begin(write=True) as txn:
-            for path in paths:
-                txn.put(path.encode(), _I64.pack(at_ns), db=self._db["tomb"])
+            self._bury(txn, paths, at_ns)
+
+    def _bury(self, txn, paths: list[str], at_ns: int) -> None:
+        for path in paths:
+            txn.put(path.encode(), _I64.pack(at_ns), db=self._db["tomb"])
 
     def intents(self) -> list[tuple[int, str, dict]]:
         with self._env.begin(db=self._db["intent"]) as txn:

@@ -311,7 +311,7 @@ class Lake:
         warehouse views read, so that analysts need no Iceberg reader."""
         base = self.table(kind, refresh=False).location().rstrip("/")
         glob = f"{base}/data/date=*/*.parquet"
-        return _local(glob) if self.storage.local else glob
+        return local_path(glob)
 
     def version(self) -> tuple[str, ...]:
         """Changes whenever anything lands: the tables' current metadata files."""
@@ -335,7 +335,7 @@ class Lake:
         """Where a landing's file of one day goes: a local path or an s3:// URL."""
         base = self.table(kind, refresh=False).location().rstrip("/")
         uri = f"{base}/data/date={date}/part-{batch:012d}.parquet"
-        return _local(uri) if self.storage.local else uri
+        return local_path(uri)
 
     def _follow_move(self) -> None:
         """An embedded lake that was copied or moved (Iceberg metadata holds absolute paths):
@@ -351,8 +351,8 @@ class Lake:
         moved = [loc for loc in found if loc and not loc.startswith(mine)]
         if not moved:
             return
-        old = _local(moved[0].rsplit(f"/{self.storage.namespace}/", 1)[0]) + "/"
-        new = _local(mine)
+        old = local_path(moved[0].rsplit(f"/{self.storage.namespace}/", 1)[0]) + "/"
+        new = local_path(mine)
         with self.index.writer():
             self.index.relocate(old, new)
             writing = {
@@ -371,7 +371,8 @@ class Lake:
                 live = sorted(set(glob.glob(self.data_glob(kind))) - dead)
                 if live:
                     files = [
-                        parquet_file_to_data_file(table.io, table.metadata, _uri(p)) for p in live
+                        parquet_file_to_data_file(table.io, table.metadata, file_uri(p))
+                        for p in live
                     ]
                     self._commit(kind, files, 0)
 
@@ -399,22 +400,22 @@ class Lake:
             if publish_own:
                 self._pending.clear()
             return
-        live = {lf.path for kind in (SIGNALS, REJECTS) for lf in self._listing(kind)}
+        kinds = {_kind_of(p) for _, _, r in intents for p in r["files"] + r.get("replaces", [])}
+        live = {lf.path for kind in sorted(kinds) for lf in self._listing(kind)}
         publish: dict[str, list] = {SIGNALS: [], REJECTS: []}
         for _, state, record in intents:
             for path in record["files"]:
                 if path in live:
                     continue
                 if state == COMMITTING:
-                    kind = SIGNALS if f"/{SIGNALS}/data/" in path else REJECTS
-                    publish[kind].append(self._pending.pop(path, None) or path)
+                    publish[_kind_of(path)].append(self._pending.pop(path, None) or path)
                 else:
                     self._delete(path)
         for kind, files in publish.items():
             if files:
                 table = self.table(kind)
                 data_files = [
-                    parquet_file_to_data_file(table.io, table.metadata, _uri(f))
+                    parquet_file_to_data_file(table.io, table.metadata, file_uri(f))
                     if isinstance(f, str)
                     else f
                     for f in files
@@ -524,7 +525,7 @@ class Lake:
             for kind in (SIGNALS, REJECTS):
                 table = self.table(kind, refresh=False)
                 if len(table.metadata.snapshots) > SNAPSHOTS_KEPT * 2:
-                    self._expire(table, keep=SNAPSHOTS_KEPT)
+                    expire_snapshots(table, keep=SNAPSHOTS_KEPT)
         except Exception:  # noqa: BLE001 - see docstring
             logging.getLogger(__name__).exception("lake compaction failed; will retry later")
 
@@ -708,7 +709,7 @@ class Lake:
         )
         return DataFile.from_args(
             content=DataFileContent.DATA,
-            file_path=_uri(path),
+            file_path=file_uri(path),
             file_format=FileFormat.PARQUET,
             partition=stats.partition(meta.spec(), schema),
             file_size_in_bytes=size,
@@ -783,19 +784,6 @@ class Lake:
         else:
             self.table(SIGNALS, refresh=False).io.delete(path)
 
-    def _expire(self, table: Table, keep: int, older_than: dt.datetime | None = None) -> int:
-        """Expire snapshots beyond the newest `keep` (and, if given, older than `older_than`)."""
-        snapshots = sorted(table.metadata.snapshots, key=lambda s: s.timestamp_ms)
-        doomed = snapshots[: max(len(snapshots) - keep, 0)]
-        if older_than is not None:
-            limit = older_than.timestamp() * 1000
-            doomed = [s for s in doomed if s.timestamp_ms < limit]
-        current = table.metadata.current_snapshot_id
-        ids = [s.snapshot_id for s in doomed if s.snapshot_id != current]
-        if ids:
-            table.maintenance.expire_snapshots().by_ids(ids).commit()
-        return len(ids)
-
     def maintain(self, retention: dt.timedelta, keep: int = 10) -> dict[str, int]:
         """Expire snapshots older than `retention` (always keeping the newest `keep`), then
         delete replaced files no kept snapshot lists. Returns the count expired per table."""
@@ -803,7 +791,7 @@ class Lake:
         with self._writer(publish_own=True):
             now = dt.datetime.now(dt.UTC)
             for kind in (SIGNALS, REJECTS):
-                expired[kind] = self._expire(self.table(kind), keep, older_than=now - retention)
+                expired[kind] = expire_snapshots(self.table(kind), keep, older_than=now - retention)
             self.collect_garbage()
         return expired
 
@@ -826,9 +814,7 @@ class Lake:
             for manifest in snapshot.manifests(table.io):
                 for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
                     data_file = entry.data_file
-                    path = (
-                        _local(data_file.file_path) if self.storage.local else data_file.file_path
-                    )
+                    path = local_path(data_file.file_path)
                     low = data_file.lower_bounds or {}
                     high = data_file.upper_bounds or {}
                     files.append(
@@ -876,15 +862,43 @@ class Lake:
                 "(restore the file from a backup, then tally run; tally verify checks everything)"
             )
 
+    def place(self, source: Path, target: str) -> None:
+        """Put an immutable local file at `target` (a table location) durably: a hard link (or a
+        copy where the link cannot be made) on a local warehouse, one upload on S3."""
+        if self.storage.local:
+            path = Path(local_path(target))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                try:
+                    os.link(source, path)
+                except OSError:  # another filesystem
+                    tmp = temp_path(path)
+                    shutil.copyfile(source, tmp)
+                    publish_file(tmp, path)
+            fsync_dir(path.parent)
+        else:
+            with (
+                self.table(SIGNALS, refresh=False)
+                .io.new_output(target)
+                .create(overwrite=True) as out
+            ):
+                out.write(source.read_bytes())
+
     def size_of(self, path: str) -> int | None:
         """A file's size on its storage (None: it is missing)."""
+        found = self.stat_of(path)
+        return None if found is None else found[0]
+
+    def stat_of(self, path: str) -> tuple[int, int | None] | None:
+        """(size, modification time in ns; None on S3) of a file, None if it is missing."""
         if not path.startswith("s3://"):
             try:
-                return os.stat(path).st_size
+                st = os.stat(path)
             except FileNotFoundError:
                 return None
+            return st.st_size, st.st_mtime_ns
         try:
-            return len(self.table(SIGNALS, refresh=False).io.new_input(path))
+            return len(self.table(SIGNALS, refresh=False).io.new_input(path)), None
         except FileNotFoundError:
             return None
 
@@ -933,17 +947,18 @@ def verify_files(index, files: list[tuple[str, int]], lake: Lake, deep: bool) ->
     recorded = index.sums([p for p, _ in files])
     problems = []
     for path, size in files:
-        actual = lake.size_of(path)
-        if actual is None:
+        found = lake.stat_of(path)
+        if found is None:
             problems.append(f"{path}: missing")
             continue
+        actual, mtime_ns = found
         if actual != size:
             problems.append(f"{path}: {actual:,} bytes, the catalog records {size:,}")
             continue
         known = recorded.get(path)
         if known is None:
             continue
-        changed = not path.startswith("s3://") and os.stat(path).st_mtime_ns != known[1]
+        changed = mtime_ns is not None and mtime_ns != known[1]
         if (deep or changed) and lake.digest_of(path) != known[2]:
             problems.append(f"{path}: its content changed since it was written (checksum)")
     return problems
@@ -958,11 +973,33 @@ def release(root: Path) -> None:
     close_env(root / "_index")
 
 
-def _uri(path: str) -> str:
+def expire_snapshots(table: Table, keep: int, older_than: dt.datetime | None = None) -> int:
+    """Expire a table's snapshots beyond the newest `keep` (and, if given, only those older than
+    `older_than`); the current snapshot always stays. Returns how many were expired."""
+    snapshots = sorted(table.metadata.snapshots, key=lambda s: s.timestamp_ms)
+    doomed = snapshots[: max(len(snapshots) - keep, 0)]
+    if older_than is not None:
+        limit = older_than.timestamp() * 1000
+        doomed = [s for s in doomed if s.timestamp_ms < limit]
+    current = table.metadata.current_snapshot_id
+    ids = [s.snapshot_id for s in doomed if s.snapshot_id != current]
+    if ids:
+        table.maintenance.expire_snapshots().by_ids(ids).commit()
+    return len(ids)
+
+
+def _kind_of(path: str) -> str:
+    """The lake table a landed file belongs to (by its location)."""
+    return SIGNALS if f"/{SIGNALS}/data/" in path else REJECTS
+
+
+def file_uri(path: str) -> str:
+    """A catalog location for a path (local paths become file:// URIs)."""
     return "file://" + path if path.startswith("/") else path
 
 
-def _local(uri: str) -> str:
+def local_path(uri: str) -> str:
+    """The path of a file:// location (other locations unchanged)."""
     return urlparse(uri).path if uri.startswith("file:") else uri
 
 
@@ -970,11 +1007,11 @@ def _fsync_commit(table: Table) -> None:
     """fsync what an Iceberg commit wrote on a local disk (metadata, manifest list, manifests)
     and their directories: the catalog (fsync'd by SQLite) must never point at a lost file."""
     snapshot = table.current_snapshot()
-    paths = {_local(table.metadata_location)}
+    paths = {local_path(table.metadata_location)}
     if snapshot is not None:
-        paths.add(_local(snapshot.manifest_list))
+        paths.add(local_path(snapshot.manifest_list))
         paths.update(
-            _local(m.manifest_path)
+            local_path(m.manifest_path)
             for m in snapshot.manifests(table.io)
             if m.added_snapshot_id == snapshot.snapshot_id
         )

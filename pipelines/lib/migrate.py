@@ -10,7 +10,6 @@ catalog and files are removed only at the end.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 from collections.abc import Callable
@@ -67,7 +66,7 @@ def migrate(lake_root: Path, say: Callable[[str], None] = lambda _: None) -> dic
         todo = [(old, new) for old, new in targets if new not in listed]
         lake.index.intend(batch, [new for _, new in todo])
         for old, new in todo:
-            _place(lake, old, new)
+            lake.place(old, new)
         moved_keys = 0
         for keys in _keys(env):
             lake.index.commit(batch, keys, meta.get("next_seq", 1), meta.get("last_received_us", 0))
@@ -80,25 +79,3 @@ def migrate(lake_root: Path, say: Callable[[str], None] = lambda _: None) -> dic
     for kind in (SIGNALS, REJECTS):
         shutil.rmtree(root / kind, ignore_errors=True)
     return {"files": len(targets), "keys": moved_keys, "signals": meta.get("next_seq", 1) - 1}
-
-
-def _place(lake: Lake, old: Path, new: str) -> None:
-    """Put a legacy file where the table keeps its files (durably)."""
-    if lake.storage.local:
-        target = Path(new)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            try:
-                os.link(old, target)
-            except OSError:  # another filesystem
-                shutil.copyfile(old, str(target) + ".tmp")
-                os.replace(str(target) + ".tmp", target)
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    else:
-        io = lake.table(SIGNALS, refresh=False).io
-        with io.new_output(new).create(overwrite=True) as out:
-            out.write(old.read_bytes())

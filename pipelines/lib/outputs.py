@@ -20,8 +20,6 @@ re-published by any run.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,14 @@ import pyarrow.parquet as pq
 from pipelines.lib import faults
 from pipelines.lib.catalog import open_catalog
 from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake, _local, _uri, file_digest, verify_files
+from pipelines.lib.lake import (
+    Lake,
+    expire_snapshots,
+    file_digest,
+    file_uri,
+    local_path,
+    verify_files,
+)
 
 # output -> (column, transform) of its partitioning (None: by file, one per day)
 OUTPUTS: dict[str, tuple[str, str] | None] = {
@@ -148,10 +153,12 @@ def publish(home: Home, keep_seconds: float = 600) -> Published:
             for file_name, source in want.items():
                 target = f"{base}/date={day}/{file_name}"
                 if file_name not in have:
-                    _place(lake, table, source, target)
-                    added.append(parquet_file_to_data_file(table.io, table.metadata, _uri(target)))
+                    lake.place(source, target)
+                    added.append(
+                        parquet_file_to_data_file(table.io, table.metadata, file_uri(target))
+                    )
                     st = source.stat()
-                    key = _local(target) if lake.storage.local else target
+                    key = local_path(target)
                     sums.append((key, st.st_size, st.st_mtime_ns, file_digest(source)))
             for file_name, data_file in have.items():
                 if file_name not in want:
@@ -160,7 +167,7 @@ def publish(home: Home, keep_seconds: float = 600) -> Published:
         changed[name] = len({f.file_path.rsplit("/date=", 1)[1][:10] for f in added + removed})
         now = {p for day in live.values() for p in (f.file_path for f in day.values())}
         now = (now - {f.file_path for f in removed}) | {f.file_path for f in added}
-        files[name] = sorted(_local(p) if lake.storage.local else p for p in now)
+        files[name] = sorted(local_path(p) for p in now)
         # stamped before the commit: a snapshot taken at or after it no longer lists them
         replaced_at = time.time_ns()
         if not added and not removed:
@@ -174,39 +181,12 @@ def publish(home: Home, keep_seconds: float = 600) -> Published:
                     change.append_data_file(data_file)
                 for data_file in removed:
                     change.delete_data_file(data_file)
-        _expire(table, keep_seconds)
-        lake.index.bury([_local(p) if lake.storage.local else p for p in doomed], replaced_at)
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=keep_seconds)
+        expire_snapshots(table, keep=1, older_than=cutoff)
+        lake.index.bury([local_path(p) for p in doomed], replaced_at)
     with lake.index.writer():
         lake.collect_garbage()
     return Published(changed, files)
-
-
-def _place(lake: Lake, table, source: Path, target: str) -> None:
-    if lake.storage.local:
-        path = Path(_local(target))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            try:
-                os.link(source, path)  # the engine replaces its files, never rewrites them
-            except OSError:
-                shutil.copyfile(source, str(path) + ".tmp")
-                os.replace(str(path) + ".tmp", path)
-    else:
-        with table.io.new_output(target).create(overwrite=True) as out:
-            out.write(source.read_bytes())
-
-
-def _expire(table, keep_seconds: float) -> None:
-    """Output tables keep the snapshots of the last `keep_seconds` (and the current one)."""
-    limit = (time.time() - keep_seconds) * 1000
-    current = table.metadata.current_snapshot_id
-    ids = [
-        s.snapshot_id
-        for s in table.metadata.snapshots
-        if s.timestamp_ms < limit and s.snapshot_id != current
-    ]
-    if ids:
-        table.maintenance.expire_snapshots().by_ids(ids).commit()
 
 
 def verify(home: Home, deep: bool = True) -> tuple[int, list[str]]:
@@ -222,7 +202,5 @@ def verify(home: Home, deep: bool = True) -> tuple[int, list[str]]:
         for day in _live(table).values():
             for data_file in day.values():
                 path = data_file.file_path
-                files.append(
-                    (_local(path) if lake.storage.local else path, data_file.file_size_in_bytes)
-                )
+                files.append((local_path(path), data_file.file_size_in_bytes))
     return len(files), verify_files(lake.index, files, lake, deep)

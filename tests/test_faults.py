@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,14 @@ BALANCES = "SELECT * FROM balance_snapshot ORDER BY ALL"
 SIGNALS_SQL = "SELECT count(*), sum(credits) FROM fact_signal"
 
 
+def published(home: Home) -> tuple:
+    con = connect(home.warehouse, read_only=True)
+    try:
+        return con.execute(BALANCES).fetchall(), con.execute(SIGNALS_SQL).fetchall()
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize("point", ["publish.outputs", "publish.warehouse"])
 def test_a_run_killed_while_publishing_keeps_the_old_warehouse(point, tmp_path: Path):
     home, days = small_home(tmp_path)
@@ -121,24 +130,97 @@ def test_a_run_killed_while_publishing_keeps_the_old_warehouse(point, tmp_path: 
     tally("ingest", *map(str, days[:2]), home=home, check=False)
     tally("run", home=home, **now)
 
-    def published() -> tuple:
-        con = connect(home.warehouse, read_only=True)
-        try:
-            return con.execute(BALANCES).fetchall(), con.execute(SIGNALS_SQL).fetchall()
-        finally:
-            con.close()
-
-    old = published()
+    old = published(home)
     tally("ingest", str(days[2]), home=home, check=False)
     killed = tally("run", home=home, check=False, TALLY_FAULT=point, **now)
     assert killed.returncode == KILLED
-    assert published() == old, "the published warehouse changed under a run that did not finish"
+    assert published(home) == old, "the published warehouse changed under an unfinished run"
     tally("run", home=home, **now)
-    new = published()
+    new = published(home)
     assert new[1][0][0] > old[1][0][0]
 
 
+def leftovers(home: Home) -> list[Path]:
+    """Temporary files a failed write left in the engine, the lake or beside the warehouse."""
+    where = (home.engine_dir, home.lake, home.warehouse.parent)
+    return [p for d in where if d.exists() for p in d.rglob("*.tmp") if p.is_file()]
+
+
+def test_a_full_disk_during_a_run_is_one_line_and_publishes_nothing(tmp_path: Path):
+    home, days = small_home(tmp_path)
+    now = {"TALLY_NOW": "2026-11-10T06:00:00Z"}
+    tally("ingest", *map(str, days[:2]), home=home, check=False)
+    tally("run", home=home, **now)
+    old = published(home)
+    tally("ingest", str(days[2]), home=home, check=False)
+    full = tally("run", home=home, check=False, TALLY_FAULT="enospc@write", **now)
+    assert full.returncode == 1
+    errors = [line for line in full.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, full.stderr
+    assert "no space left on the device of " in errors[0]
+    assert "nothing was published" in errors[0] and "free space and retry" in errors[0]
+    assert "Traceback" not in full.stderr + full.stdout
+    assert leftovers(home) == []
+    assert published(home) == old
+    tally("run", home=home, **now)
+    assert published(home)[1][0][0] > old[1][0][0]
+
+
+def test_a_real_full_disk_under_the_engine(tmp_path: Path):
+    """The engine's directory on a filesystem too small for the run (a tmpfs): DuckDB's and
+    PyArrow's own "No space left on device" become the same one line; once the filesystem has
+    room, the run finishes with the numbers of a run that never failed."""
+    reference, days = small_home(tmp_path / "reference")
+    now = {"TALLY_NOW": "2026-11-10T06:00:00Z"}
+    tally("ingest", *map(str, days), home=reference, check=False)
+    tally("run", home=reference, **now)
+
+    home, _ = small_home(tmp_path / "full")
+    tally("ingest", *map(str, days), home=home, check=False)
+    home.engine_dir.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(home.engine_dir)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    try:
+        full = tally("run", home=home, check=False, **now)
+        assert full.returncode == 1
+        errors = [line for line in full.stderr.splitlines() if line.strip()]
+        assert len(errors) == 1, full.stderr
+        assert f"no space left on the device of {home.engine_dir}/" in errors[0], errors[0]
+        assert "Traceback" not in full.stderr + full.stdout
+        assert leftovers(home) == [] and not home.warehouse.exists()
+        subprocess.run(["mount", "-o", "remount,size=256m", str(home.engine_dir)], check=True)
+        tally("run", home=home, **now)
+        assert published(home) == published(reference)
+    finally:
+        subprocess.run(["umount", "-l", str(home.engine_dir)], check=False)
+
+
+def test_duckdb_full_disk_errors_are_recognised(tmp_path: Path):
+    """DuckDB reports a full disk as text (IOException): `no_space` must read it."""
+    import duckdb
+
+    from pipelines.lib.files import WriteError, atomic, no_space
+
+    con = duckdb.connect()
+    with pytest.raises(duckdb.IOException) as raised:
+        con.execute("COPY (SELECT range::VARCHAR AS x FROM range(300000)) TO '/dev/full'")
+    assert no_space(raised.value)
+    assert not no_space(duckdb.IOException("IO Error: Cannot open file: Permission denied"))
+    target = tmp_path / "x.parquet"
+    with pytest.raises(WriteError, match="no space left on the device of"):
+        with atomic(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise raised.value
+    assert list(tmp_path.iterdir()) == []
+
+
 def small_home(tmp_path: Path, days: int = 3) -> tuple[Home, list[Path]]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     work = tmp_path / "synth"
     tally(
         "synth", "--out", str(work), "--signals", "2000", "--days", str(days), home=tmp_path / "h"

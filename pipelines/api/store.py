@@ -33,7 +33,7 @@ import yaml
 
 from pipelines.api.errors import ApiError
 from pipelines.lib.config import API_RECORDS, Config, ConfigError, load_config, parse_config
-from pipelines.lib.lake import fsync_dir, publish_file, temp_path
+from pipelines.lib.files import fsync_dir, write_bytes_atomic
 from pipelines.lib.limits import MAX_CONFIG_FILE_BYTES
 from pipelines.lib.limits import now as clock
 
@@ -170,9 +170,7 @@ class Store:
                     "config_invalid",
                     exc.errors[0],
                 ) from None
-            tmp = temp_path(self.path)
-            tmp.write_text(text, encoding="utf-8")
-            publish_file(tmp, self.path)
+            write_bytes_atomic(text.encode(), self.path)
             fsync_dir(self.dir)
 
 

@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 
 from pipelines.lib.config import Config
+from pipelines.lib.files import write_bytes_atomic
 from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake, publish_file, temp_path
+from pipelines.lib.lake import Lake
 from pipelines.lib.pricing import fact_signal_files
 from pipelines.lib.sql import connect, load_sql
 
@@ -127,7 +128,4 @@ class _Verified:
     def add(self, files: list[str]) -> None:
         self.files = {f: s for f, s in self.files.items() if os.path.exists(f)}
         self.files.update({f: self._stamp(f) for f in files})
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(self.path)
-        tmp.write_text(json.dumps(self.files))
-        publish_file(tmp, self.path)
+        write_bytes_atomic(json.dumps(self.files).encode(), self.path)

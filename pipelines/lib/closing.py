@@ -37,8 +37,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.lib.files import fsync_dir, write_bytes_atomic, write_parquet_atomic
 from pipelines.lib.home import Home
-from pipelines.lib.lake import write_parquet_atomic
 from pipelines.lib.sql import connect
 from pipelines.lib.statements import Month, StatementError, compute, decode, encode, time_text
 
@@ -114,23 +114,9 @@ def read_final(home: Home, month: Month) -> dict | None:
 
 
 def write_json_atomic(payload: dict, path: Path, *, replace: bool = True) -> None:
-    """Write `payload` beside `path`, fsync, rename; with `replace=False` never overwrite."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(encode(payload))
-        fh.flush()
-        os.fsync(fh.fileno())
-    if replace:
-        os.replace(tmp, path)
-    else:
-        os.link(tmp, path)  # FileExistsError if it exists: a final file is written once
-        tmp.unlink()
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    """Write `payload` to `path` durably; with `replace=False` never overwrite (FileExistsError)."""
+    write_bytes_atomic(encode(payload), path, replace=replace)
+    fsync_dir(path.parent)
 
 
 def _lines_of(final: dict) -> pa.Table:

@@ -29,8 +29,9 @@ from typing import Any
 import msgspec
 
 from pipelines.lib.config import Config, load_config
+from pipelines.lib.files import file_digest
 from pipelines.lib.home import Home
-from pipelines.lib.lake import IntegrityError, Lake, file_digest, verify_files
+from pipelines.lib.lake import IntegrityError, Lake, verify_files
 from pipelines.lib.ledger import LedgerDays, checkpoint_exists, run_ledger
 from pipelines.lib.pricing import PricedDay, fact_signal_files, prepare, price_day
 from pipelines.lib.sql import connect, load_sql

@@ -7,6 +7,7 @@ on device" there instead. Unset, a point costs one dictionary lookup.
 Points: `land.files-written` (a landing's files are durable, its index not committed),
 `land.indexed` (the index is committed, the tables not), `land.committed` (the tables are
 committed, the intent not cleared), `land.write` (before each file is written),
+`write` (any other file Tally writes: its temporary file is complete, not yet renamed),
 `publish.outputs` (before the engine outputs' table commits), `publish.warehouse` (the new
 warehouse file is complete, not yet renamed over the published one).
 """

@@ -30,7 +30,6 @@ finish; `Lake.maintain` expires old snapshots (docs/storage.md).
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import glob
 import hashlib
 import logging
@@ -54,6 +53,16 @@ import pyarrow.parquet as pq
 from pipelines.lib import faults
 from pipelines.lib.catalog import forget, storage
 from pipelines.lib.catalog import table as catalog_table
+from pipelines.lib.files import (
+    WriteError,
+    file_digest,
+    fsync_dir,
+    publish_file,
+    temp_path,
+    write_failure,
+    write_parquet,
+    write_parquet_atomic,
+)
 from pipelines.lib.index import COMMITTING, open_index
 
 if TYPE_CHECKING:
@@ -173,72 +182,6 @@ def _sources(table: pa.Table, source: str) -> pa.Array:
     return pa.repeat(pa.scalar(source, pa.string()), table.num_rows)
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_LOW_CARDINALITY = {
-    "event_name",
-    "customer_id",
-    "external_customer_id",
-    "product_id",
-    "external_product_id",
-    "source",
-    "status",
-    "currency",
-    "recipient_type",
-    "recipient_id",
-    "rule_id",
-    "user_id",
-    "type",
-    "grant_id",
-    "date",
-    "reason",
-}
-_STATISTICS = {"seq", "timestamp", "received_at", "date", "occurred_at"}
-
-
-def write_parquet_atomic(table: pa.Table, path: Path) -> pq.FileMetaData:
-    """Write `table` to `path`: the file appears complete or not at all (caller fsyncs the dir).
-    Returns the file's footer."""
-    tmp = temp_path(path)
-    with open(tmp, "wb") as fh:
-        metadata = _write_parquet(table, fh)
-    publish_file(tmp, path)
-    return metadata
-
-
-def _write_parquet(table: pa.Table, sink) -> pq.FileMetaData:
-    """Tally's Parquet settings: zstd, dictionaries and statistics where readers use them."""
-    with pq.ParquetWriter(
-        sink,
-        table.schema,
-        compression="zstd",
-        compression_level=1,
-        use_dictionary=[c for c in table.column_names if c in _LOW_CARDINALITY],
-        write_statistics=[c for c in table.column_names if c in _STATISTICS],
-    ) as writer:
-        writer.write_table(table, row_group_size=256 * 1024)
-    return writer.writer.metadata
-
-
-def temp_path(path: Path) -> Path:
-    """Where to write `path` before `publish_file` (never matched by `*.parquet` globs)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(path.name + ".tmp")
-
-
-def publish_file(tmp: Path, path: Path) -> None:
-    """fsync `tmp` and rename it to `path`: readers see the whole file or the previous one."""
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 LEGACY_CATALOG = "_catalog"  # the LMDB catalog of the earlier format (`tally migrate`)
 
 
@@ -248,12 +191,6 @@ class LegacyLakeError(RuntimeError):
 
 class LandingError(RuntimeError):
     """A batch could not be written (nothing of it was kept or acknowledged)."""
-
-
-def _write_failure(exc: OSError, where: str) -> str:
-    if exc.errno == errno.ENOSPC:
-        return f"no space left on the device of {where}: nothing was landed; free space and retry"
-    return f"could not write to {where} ({exc.strerror or exc}): nothing was landed; retry"
 
 
 SNAPSHOT_RETENTION_ENV = "TALLY_SNAPSHOT_RETENTION_HOURS"
@@ -476,12 +413,13 @@ class Lake:
             self.index.intend(batch, [path for path, _, _, _ in plans])
             try:
                 written = self._write_files(plans)
-            except OSError as exc:  # e.g. disk full: undo now, leave nothing behind
+            except (OSError, WriteError) as exc:  # e.g. disk full: undo now, leave nothing
                 for path, _, _, _ in plans:
                     self._delete(path)
                 self.index.finish(batch)
                 where = str(self.root) if self.storage.local else self.storage.warehouse_uri
-                raise LandingError(_write_failure(exc, where)) from exc
+                cause = exc.__cause__ if isinstance(exc, WriteError) else exc
+                raise LandingError(write_failure(cause, where, "nothing was landed")) from exc
             faults.point("land.files-written")
             self.index.commit(batch, new_keys, seq0 + table.num_rows, received_us)
             faults.point("land.indexed")
@@ -675,7 +613,7 @@ class Lake:
                     dirs.update({local.parent.parent, local.parent.parent.parent})
             else:
                 sink = pa.BufferOutputStream()
-                metadata = _write_parquet(table, sink)
+                metadata = write_parquet(table, sink)
                 body = sink.getvalue()
                 with (
                     self.table(kind, refresh=False)
@@ -934,11 +872,6 @@ class Lake:
 
 class IntegrityError(RuntimeError):
     """A file the catalog lists is missing or not what was written."""
-
-
-def file_digest(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def verify_files(index, files: list[tuple[str, int]], lake: Lake, deep: bool) -> list[str]:

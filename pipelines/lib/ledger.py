@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.lib.config import Config, Grant
-from pipelines.lib.lake import write_parquet_atomic
+from pipelines.lib.files import ENGINE_KEPT, write_parquet_atomic
 from pipelines.lib.pricing import fact_signal_files
 from pipelines.lib.sql import load_sql
 
@@ -227,7 +227,9 @@ def run_ledger(
     for day in days:
         iso = day.isoformat()
         for name, schema in zip(OUTPUTS, (BALANCE_SCHEMA, GRANT_SCHEMA, EVENT_SCHEMA), strict=True):
-            write_parquet_atomic(_table(schema, out[name][iso]), _path(engine_dir, name, iso))
+            write_parquet_atomic(
+                _table(schema, out[name][iso]), _path(engine_dir, name, iso), ENGINE_KEPT
+            )
     if not checkpoint:
         _drop_days_before(engine_dir, days[0].isoformat())
     return LedgerDays(

@@ -29,11 +29,11 @@ import pyarrow.parquet as pq
 
 from pipelines.lib import faults
 from pipelines.lib.catalog import open_catalog
+from pipelines.lib.files import file_digest
 from pipelines.lib.home import Home
 from pipelines.lib.lake import (
     Lake,
     expire_snapshots,
-    file_digest,
     file_uri,
     local_path,
     verify_files,

@@ -16,7 +16,8 @@ import msgspec
 import pyarrow as pa
 
 from pipelines.lib.config import Config
-from pipelines.lib.lake import Lake, publish_file, temp_path
+from pipelines.lib.files import ENGINE_KEPT, atomic
+from pipelines.lib.lake import Lake
 from pipelines.lib.paths import parse_path, to_json_pointer
 from pipelines.lib.sql import load_sql
 
@@ -224,24 +225,21 @@ def _write_part(
     """Price view `landed` into the day's fact_signal part `part`, then its rollup part."""
     sql = load_sql("priced_signal").replace("{hot_columns}", prepared.hot_columns)
     out = fact_signal_path(engine_dir, day, part)
-    tmp = temp_path(out)
     # DuckDB writes the Parquet itself (in parallel, without a trip through Python).
-    con.execute(
-        f"COPY ({sql}) TO $out (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
-        "ROW_GROUP_SIZE 122880)",
-        {"pointers": prepared.pointers, "out": str(tmp)},
-    )
-    publish_file(tmp, out)
+    with atomic(out, kept=ENGINE_KEPT) as tmp:
+        con.execute(
+            f"COPY ({sql}) TO $out (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
+            "ROW_GROUP_SIZE 122880)",
+            {"pointers": prepared.pointers, "out": str(tmp)},
+        )
     con.read_parquet(str(out)).create_view("fact", replace=True)
-    rollup = rollup_path(engine_dir, day, part)
-    tmp = temp_path(rollup)
-    con.execute(
-        "COPY ("
-        + load_sql("signal_rollup").replace("{hot_key_columns}", prepared.hot_names)
-        + ") TO $out (FORMAT parquet, COMPRESSION zstd)",
-        {"out": str(tmp)},
-    )
-    publish_file(tmp, rollup)
+    with atomic(rollup_path(engine_dir, day, part), kept=ENGINE_KEPT) as tmp:
+        con.execute(
+            "COPY ("
+            + load_sql("signal_rollup").replace("{hot_key_columns}", prepared.hot_names)
+            + ") TO $out (FORMAT parquet, COMPRESSION zstd)",
+            {"out": str(tmp)},
+        )
 
 
 def _counts(con: duckdb.DuckDBPyConnection, engine_dir: Path, day: str, max_seq: int) -> PricedDay:

@@ -12,7 +12,6 @@ hold paths relative to the home (see sql/warehouse.sql), so a copied or moved ho
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import duckdb
@@ -20,6 +19,7 @@ import pyarrow as pa
 
 from pipelines.lib import faults
 from pipelines.lib.config import Config
+from pipelines.lib.files import ENGINE_KEPT, atomic, write_parquet_atomic
 from pipelines.lib.home import Home
 from pipelines.lib.lake import (
     REJECT_SCHEMA,
@@ -27,7 +27,6 @@ from pipelines.lib.lake import (
     SIGNAL_SCHEMA,
     SIGNALS,
     Lake,
-    write_parquet_atomic,
 )
 from pipelines.lib.paths import format_path, parse_path
 from pipelines.lib.pricing import hot_key_pointers
@@ -432,58 +431,55 @@ def publish(home: Home, config: Config) -> Path:
 
     published = outputs.publish(home).files  # the checked outputs, as Iceberg tables too
     target = home.warehouse
-    tmp = target.with_name(target.name + ".tmp")
-    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-        leftover.unlink(missing_ok=True)
-    con = connect(tmp)
-    try:
-        tables = config.tables()
-        grant_config = tables.pop("dim_credit_grant")
-        positions = range(1, len(config.hot_keys) + 1)
-        columns = hot_key_columns(config)
-        tables["dim_hot_key"] = pa.table(
-            {
-                "position": pa.array(positions, pa.int32()),
-                "path": pa.array(config.hot_keys, pa.string()),
-                "pointer": pa.array(hot_key_pointers(config), pa.string()),
-                "column_name": pa.array(columns, pa.string()),
+    with atomic(target, kept=ENGINE_KEPT) as tmp:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):  # of a killed run
+            leftover.unlink(missing_ok=True)
+        con = connect(tmp)
+        try:
+            tables = config.tables()
+            grant_config = tables.pop("dim_credit_grant")
+            positions = range(1, len(config.hot_keys) + 1)
+            columns = hot_key_columns(config)
+            tables["dim_hot_key"] = pa.table(
+                {
+                    "position": pa.array(positions, pa.int32()),
+                    "path": pa.array(config.hot_keys, pa.string()),
+                    "pointer": pa.array(hot_key_pointers(config), pa.string()),
+                    "column_name": pa.array(columns, pa.string()),
+                }
+            )
+            for name, table in tables.items():
+                con.register("_incoming", table)
+                con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _incoming')
+                con.unregister("_incoming")
+            fills = {
+                "statement_adjustment_sql": load_sql("statement_adjustment"),
+                "balance_end_of_day_sql": load_sql("balance_end_of_day"),
+                "home": sql_literal(str(home.root)),
+                "hot_key_exclude": "".join(f", hot_key_{i}" for i in positions),
+                "hot_key_named": "".join(
+                    f",\n       json_extract_string(hot_key_{i}, '$') AS {quote_identifier(c)}"
+                    for i, c in zip(positions, columns, strict=True)
+                ),
+                **_sources(home, config, published),
             }
-        )
-        for name, table in tables.items():
-            con.register("_incoming", table)
-            con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _incoming')
+            script = load_sql("warehouse")
+            for name, text in fills.items():
+                script = script.replace("{" + name + "}", text)
+            con.execute("CREATE SCHEMA internal")
+            con.register("_incoming", grant_config)
+            con.execute("CREATE TABLE internal.credit_grant_config AS SELECT * FROM _incoming")
             con.unregister("_incoming")
-        fills = {
-            "statement_adjustment_sql": load_sql("statement_adjustment"),
-            "balance_end_of_day_sql": load_sql("balance_end_of_day"),
-            "home": sql_literal(str(home.root)),
-            "hot_key_exclude": "".join(f", hot_key_{i}" for i in positions),
-            "hot_key_named": "".join(
-                f",\n       json_extract_string(hot_key_{i}, '$') AS {quote_identifier(c)}"
-                for i, c in zip(positions, columns, strict=True)
-            ),
-            **_sources(home, config, published),
-        }
-        script = load_sql("warehouse")
-        for name, text in fills.items():
-            script = script.replace("{" + name + "}", text)
-        con.execute("CREATE SCHEMA internal")
-        con.register("_incoming", grant_config)
-        con.execute("CREATE TABLE internal.credit_grant_config AS SELECT * FROM _incoming")
-        con.unregister("_incoming")
-        con.execute(script)
-        con.execute(
-            "CREATE TABLE internal.meta AS SELECT $v AS schema_version, $h AS home",
-            {"v": _version(), "h": str(home.root)},
-        )
-        _comments(con, config)
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    faults.point("publish.warehouse")
-    os.replace(tmp, target)
+            con.execute(script)
+            con.execute(
+                "CREATE TABLE internal.meta AS SELECT $v AS schema_version, $h AS home",
+                {"v": _version(), "h": str(home.root)},
+            )
+            _comments(con, config)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        faults.point("publish.warehouse")
     return target
 
 

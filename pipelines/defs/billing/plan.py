@@ -15,6 +15,7 @@ and `tally run`.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections import defaultdict
 from collections.abc import Callable
@@ -417,12 +418,18 @@ def execute(
                         days.append(evaluation.partition)
             elif kind == "STEP_FAILURE":
                 error = event.event_specific_data.error
-                while error.cause is not None:  # the user's own error, not Dagster's wrappers
+                # Dagster's wrappers hold the error raised in the step: say that one (not its
+                # own causes: a WriteError's one line is what a person needs, not its OSError).
+                while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+                    if error.cls_name == "DagsterAssetCheckFailedError":
+                        break
                     error = error.cause
                 if error.cls_name == "DagsterAssetCheckFailedError":
                     continue  # said below, per check
                 message = (error.message or "").strip().splitlines() or [error.cls_name or ""]
-                outcome.problems.append(f"{event.step_key}: {message[-1].strip()}")
+                # Tally's own errors are sentences already: without "pipelines.lib.x.Error: ".
+                said = re.sub(r"^pipelines(\.\w+)+: ", "", message[-1].strip())
+                outcome.problems.append(f"{event.step_key}: {said}")
         for name, days in failed_checks.items():
             where = f" on {', '.join(days)}" if days else ""
             outcome.problems.append(

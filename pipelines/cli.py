@@ -588,10 +588,9 @@ def _write_output(text: str, out_path: Path | None, what: str) -> None:
     if out_path is None:
         sys.stdout.write(text)
         return
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out_path)
+    from pipelines.lib.files import write_bytes_atomic
+
+    write_bytes_atomic(text.encode(), out_path)
     err.print(f"wrote {what} to {out_path}", highlight=False, soft_wrap=True)
 
 

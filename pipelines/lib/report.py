@@ -19,6 +19,7 @@ import duckdb
 from pipelines.lib import charts, render
 from pipelines.lib.analytics import data_keys
 from pipelines.lib.closing import now
+from pipelines.lib.files import write_bytes_atomic
 from pipelines.lib.home import Home
 from pipelines.lib.sql import connect, load_sql
 from pipelines.lib.statements import time_text
@@ -150,8 +151,5 @@ def build(home: Home, days: int = 30) -> Report:
 def write(home: Home, out: Path, days: int = 30) -> Report:
     """Build the report and write it to `out` (replaced atomically)."""
     report = build(home, days)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(report.html, encoding="utf-8")
-    tmp.replace(out)
+    write_bytes_atomic(report.html.encode(), out)
     return report

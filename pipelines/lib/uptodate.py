@@ -16,6 +16,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from pipelines.lib.files import write_bytes_atomic
 from pipelines.lib.home import Home
 from pipelines.lib.sql import SQL_DIR
 
@@ -90,6 +91,4 @@ def record(home: Home, through: str) -> None:
     if now is None:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(now))
-    os.replace(tmp, path)
+    write_bytes_atomic(json.dumps(now).encode(), path)

@@ -55,10 +55,11 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def _user_errors():
     from pipelines.lib.lake import LandingError, LegacyLakeError
     from pipelines.lib.signals import IngestError
+    from pipelines.lib.workers import WorkerError
 
     try:
         yield
-    except (UserError, IngestError, LegacyLakeError, LandingError) as exc:
+    except (UserError, IngestError, LegacyLakeError, LandingError, WorkerError) as exc:
         raise fail(str(exc)) from None
 
 
@@ -286,10 +287,45 @@ def run(
         str | None,
         typer.Option(help="Last day to bring up to date (YYYY-MM-DD; default: yesterday, UTC)."),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Run the steps in up to N processes on this machine (Dagster's multiprocess "
+            "executor; default: in this process, or as TALLY_EXECUTOR says).",
+        ),
+    ] = None,
 ) -> None:
     """Ask Dagster what is missing or unsynced through yesterday and materialize exactly that."""
+    from pipelines.lib.workers import EXECUTOR_ENV, WORKERS_ENV, executor_name
+
+    if workers is not None:  # read when the definitions load, below
+        os.environ[WORKERS_ENV] = str(workers)
+        if os.environ.get(EXECUTOR_ENV, "in_process") in ("", "in_process"):
+            os.environ[EXECUTOR_ENV] = "multiprocess"
+    with _user_errors():
+        executor_name()  # a bad setting is one line, before anything runs
     if not _run(_home(home), through):
         raise typer.Exit(1)
+
+
+@app.command()
+def worker(
+    home: HomeOpt = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Steps this worker runs at once (child processes).")
+    ] = 1,
+    name: Annotated[str | None, typer.Option(help="Worker name (default: tally-PID@HOST).")] = None,
+) -> None:
+    """Run a Celery worker that executes billing-run steps queued on TALLY_CELERY_BROKER (the
+    shared deployment; start one or more on any host that reaches the broker, the Dagster
+    storage, the catalog and the bucket)."""
+    from pipelines.lib.workers import worker_main
+
+    h = _home(home)
+    with _user_errors():
+        worker_main(concurrency, name, config_dir=h.root / "dagster" / "celery")
 
 
 Format = Annotated[str, typer.Option("--format", help="table, csv or json.")]

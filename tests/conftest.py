@@ -78,6 +78,17 @@ def services():
     running.stop()
 
 
+@pytest.fixture()
+def redis_url(services) -> str:
+    """The session's Redis (the Celery broker of the shared deployment)."""
+    if services.redis_url is None:
+        reason = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("TALLY_REQUIRE_SERVICES"):
+            pytest.fail(f"Redis required but unavailable: {reason}")
+        pytest.skip(f"Celery workers not tested: {reason}")
+    return services.redis_url
+
+
 @pytest.fixture(params=["embedded", "shared"])
 def storage_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test in both deployments; shared ones in a namespace (and bucket prefix) of their

@@ -1,5 +1,6 @@
-"""Real servers for the shared-storage tests: PostgreSQL 15 and an S3 API (moto's standalone
-server), started once per test session on free loopback ports and stopped at its end.
+"""Real servers for the shared-deployment tests: PostgreSQL 15, an S3 API (moto's standalone
+server) and Redis (the Celery broker), started once per test session on free loopback ports and
+stopped at its end.
 
 Outside CI a machine without PostgreSQL's binaries skips those tests with the reason; CI sets
 `TALLY_REQUIRE_SERVICES=1` (.ci/run installs PostgreSQL first), so there a missing server fails.
@@ -28,6 +29,19 @@ class Services:
     s3_endpoint: str
     processes: list[subprocess.Popen]
     scratch: Path
+    redis_url: str | None = None  # None: redis-server is not installed here
+
+    def new_database(self, name: str) -> str:
+        """Create database `name` (e.g. a Dagster instance of one test); its URL."""
+        import psycopg2
+
+        con = psycopg2.connect(self.pg_uri.replace("+psycopg2", ""))
+        con.autocommit = True
+        try:
+            con.cursor().execute(f'CREATE DATABASE "{name}"')
+        finally:
+            con.close()
+        return self.pg_uri.rsplit("/", 1)[0] + f"/{name}"
 
     def env(self, namespace: str) -> dict[str, str]:
         """The environment of a Tally process using the shared storage, in its own namespace."""
@@ -128,6 +142,17 @@ def start() -> Services:
         processes=[postgres, moto],
         scratch=scratch,
     )
+    redis = shutil.which("redis-server")
+    if redis:
+        redis_port = _free_port()
+        services.processes.append(
+            subprocess.Popen(
+                [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""],
+                stdout=open(scratch / "redis.log", "wb"),  # noqa: SIM115
+                stderr=subprocess.STDOUT,
+            )
+        )
+        services.redis_url = f"redis://127.0.0.1:{redis_port}/0"
     try:
         _wait_for(services)
     except Exception:
@@ -144,6 +169,9 @@ def _wait_for(services: Services) -> None:
         try:
             psycopg2.connect(services.pg_uri.replace("+psycopg2", "")).close()
             urllib.request.urlopen(services.s3_endpoint, timeout=2).close()
+            if services.redis_url:
+                port = int(services.redis_url.rsplit(":", 1)[1].split("/")[0])
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
             break
         except Exception:
             if time.monotonic() > deadline:

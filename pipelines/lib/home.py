@@ -67,11 +67,49 @@ telemetry:
 """
 
 
+DAGSTER_STORAGE_ENV = "TALLY_DAGSTER_STORAGE"
+
+# The shared deployment: runs, events and schedules in PostgreSQL (every host and worker sees the
+# same instance), runs launched from the UI, sensors and schedules queued and started by the
+# daemon a few at a time. The URL stays in the environment, never in the file.
+SHARED_INSTANCE_YAML = """\
+# Dagster's instance for this Tally home on PostgreSQL (written by `tally` because
+# TALLY_DAGSTER_STORAGE is set; edit freely, it is kept).
+storage:
+  postgres:
+    postgres_url:
+      env: TALLY_DAGSTER_STORAGE
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+local_artifact_storage:
+  module: pipelines.lib.instance
+  class: HomeArtifactStorage
+  config: {}
+compute_logs:
+  module: pipelines.lib.instance
+  class: HomeComputeLogManager
+  config: {}
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+  pools:
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
 def ensure_instance(home_root: Path) -> Path:
-    """Create `<home>/dagster/dagster.yaml` (once) and return the directory (DAGSTER_HOME)."""
+    """Create the home's Dagster instance directory with its dagster.yaml (once) and return it
+    (DAGSTER_HOME): `<home>/dagster` (SQLite), or `<home>/dagster/shared` when
+    `TALLY_DAGSTER_STORAGE` names a PostgreSQL database."""
     path = home_root / "dagster"
+    text = INSTANCE_YAML
+    if os.environ.get(DAGSTER_STORAGE_ENV, "").strip():
+        path, text = path / "shared", SHARED_INSTANCE_YAML
     path.mkdir(parents=True, exist_ok=True)
     config = path / "dagster.yaml"
     if not config.exists():
-        config.write_text(INSTANCE_YAML)
+        config.write_text(text)
     return path

@@ -17,7 +17,7 @@ import sqlite3
 from pathlib import Path
 
 from pipelines.lib.files import write_bytes_atomic
-from pipelines.lib.home import Home
+from pipelines.lib.home import DAGSTER_STORAGE_ENV, Home
 from pipelines.lib.sql import SQL_DIR
 
 MEMO = "up-to-date.json"
@@ -34,7 +34,8 @@ def _stat(path: Path) -> list[int] | None:
 def _dagster_events(dagster_dir: Path) -> int | None:
     """The id of the last event in the home's own (SQLite) Dagster storage; None otherwise."""
     index = dagster_dir / "history" / "runs" / "index.db"
-    if os.environ.get("TALLY_DAGSTER_HOME") or not index.exists():
+    elsewhere = os.environ.get("TALLY_DAGSTER_HOME") or os.environ.get(DAGSTER_STORAGE_ENV)
+    if elsewhere or not index.exists():
         return None
     try:
         with sqlite3.connect(f"file:{index}?mode=ro", uri=True) as con:

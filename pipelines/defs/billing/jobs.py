@@ -2,8 +2,11 @@
 
 import dagster as dg
 
+from pipelines.lib.workers import executor
+
 billing_run = dg.define_asset_job(
     "billing_run",
     selection=dg.AssetSelection.groups("pricing", "ledger", "warehouse"),
     description="Price days, run the ledger forward over them, check both, publish the warehouse.",
+    executor_def=executor(),
 )

@@ -29,7 +29,7 @@ from dagster._core.definitions.data_version import (
 )
 from dagster._core.events import DagsterEventType
 
-from pipelines.lib import engine
+from pipelines.lib import engine, workers
 from pipelines.lib.config import Config
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
@@ -391,14 +391,25 @@ def execute(
                 "dagster/asset_partition_range_start": span[0],
                 "dagster/asset_partition_range_end": span[1],
             }
-        result = job.execute_in_process(
-            instance=instance,
-            asset_selection=assets,
-            tags=tags,
-            # Tally reports failures itself, one line each; the run's logs stay in the UI.
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-            raise_on_error=False,
-        )
+        # Tally reports failures itself, one line each; the run's logs stay in the UI.
+        quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+        if workers.out_of_process():  # steps in other processes, on this host or on workers
+            result = dg.execute_job(
+                workers.recon_job("billing_run"),
+                instance=instance,
+                asset_selection=assets,
+                tags=tags,
+                run_config=quiet,
+                raise_on_error=False,
+            )
+        else:
+            result = job.execute_in_process(
+                instance=instance,
+                asset_selection=assets,
+                tags=tags,
+                run_config=quiet,
+                raise_on_error=False,
+            )
         outcome = RunOutcome(assets, span)
         failed_checks: dict[str, list[str]] = {}
         for event in result.all_events:

@@ -54,12 +54,20 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 @contextmanager
 def _user_errors():
     from pipelines.lib.lake import LandingError, LegacyLakeError
+    from pipelines.lib.shards import ShardError
     from pipelines.lib.signals import IngestError
     from pipelines.lib.workers import WorkerError
 
     try:
         yield
-    except (UserError, IngestError, LegacyLakeError, LandingError, WorkerError) as exc:
+    except (
+        UserError,
+        IngestError,
+        LegacyLakeError,
+        LandingError,
+        WorkerError,
+        ShardError,
+    ) as exc:
         raise fail(str(exc)) from None
 
 
@@ -304,8 +312,10 @@ def run(
         os.environ[WORKERS_ENV] = str(workers)
         if os.environ.get(EXECUTOR_ENV, "in_process") in ("", "in_process"):
             os.environ[EXECUTOR_ENV] = "multiprocess"
+    from pipelines.lib.shards import shard_count
+
     with _user_errors():
-        executor_name()  # a bad setting is one line, before anything runs
+        executor_name(), shard_count()  # a bad setting is one line, before anything runs
     if not _run(_home(home), through):
         raise typer.Exit(1)
 

@@ -14,6 +14,7 @@ from pipelines.lib.config import Config
 from pipelines.lib.files import write_bytes_atomic
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
+from pipelines.lib.ledger import ledger_dir
 from pipelines.lib.pricing import fact_signal_files
 from pipelines.lib.sql import connect, load_sql
 
@@ -27,14 +28,14 @@ def conservation(home: Home, config: Config, last_day: str) -> list[tuple]:
     con.register("dim_credit_grant", config.tables()["dim_credit_grant"])
     balance = [
         p
-        for p in sorted((home.engine_dir / "balance_snapshot").glob("date=*/data.parquet"))
+        for p in sorted((home.engine_dir / "balance_snapshot").glob("date=*/*.parquet"))
         if p.parent.name.removeprefix("date=") <= last_day
     ]
-    state = home.engine_dir / "grant_balance" / f"date={last_day}" / "data.parquet"
-    if not balance or not state.exists():
+    state = sorted(ledger_dir(home.engine_dir, "grant_balance", last_day).glob("*.parquet"))
+    if not balance or not state:
         return []
     con.read_parquet([str(p) for p in balance]).create_view("balance")
-    con.read_parquet(str(state)).create_view("grant_state")
+    con.read_parquet([str(p) for p in state]).create_view("grant_state")
     return con.sql(load_sql("check_conservation")).fetchall()
 
 

@@ -32,8 +32,9 @@ from pipelines.lib.config import Config, load_config
 from pipelines.lib.files import file_digest
 from pipelines.lib.home import Home
 from pipelines.lib.lake import IntegrityError, Lake, verify_files
-from pipelines.lib.ledger import LedgerDays, checkpoint_exists, run_ledger
-from pipelines.lib.pricing import PricedDay, fact_signal_files, prepare, price_day
+from pipelines.lib.ledger import LedgerDays, checkpoint_exists, ledger_dir, run_ledger
+from pipelines.lib.pricing import PricedDay, fact_signal_files, merge, prepare, price_day
+from pipelines.lib.shards import Shard, all_shards, ensure_layout, shard_count
 from pipelines.lib.sql import connect, load_sql
 
 _ENC = msgspec.json.Encoder(decimal_format="number", order="sorted")
@@ -89,6 +90,8 @@ def pricing_versions(config: Config, days: list[str]) -> dict[str, str]:
             "users": [(u.customer_id, u.external_id) for u in config.users],
             "seats": [(s.id, s.customer_id) for s in config.seats],
             "hot_keys": list(config.hot_keys),
+            # files are per shard: another count prices every day again (1: as before shards)
+            **({"shards": shard_count()} if shard_count() > 1 else {}),
         }
     )
     spans: list[tuple[str | None, str | None, str]] = []
@@ -118,6 +121,8 @@ def grant_versions(config: Config, days: list[str]) -> dict[str, str]:
     day's balances carry every earlier grant forward)."""
     ordered = sorted(config.grants, key=lambda g: (g.starts_at, g.id))
     running, i, out = hashlib.sha256(b"grants"), 0, {}
+    if shard_count() > 1:  # the ledger's files are per shard: another count recomputes it all
+        running.update(f"shards={shard_count()}".encode())
     for day in sorted(days):
         while i < len(ordered) and _day(ordered[i].starts_at).isoformat() <= day:
             running.update(_fp(asdict(ordered[i])).encode())
@@ -143,19 +148,26 @@ def price(
     prices them in parallel, outside the GIL."""
     since = since or {}
     lake = Lake(home.lake)
+    shards = all_shards()
+    ensure_layout(home.engine_dir, len(shards))
     local = threading.local()
 
-    def one(day: str) -> PricedDay:
+    def one(task: tuple[str, Shard]) -> PricedDay:
+        day, shard = task
         if not hasattr(local, "con"):
             local.con = connect()
             local.prepared = prepare(local.con, config)
-        priced = price_day(local.con, lake, home.engine_dir, day, local.prepared, since.get(day))
-        if progress:
+        priced = price_day(
+            local.con, lake, home.engine_dir, day, local.prepared, since.get(day), shard
+        )
+        if progress and shard.index == shard.count - 1:
             progress(day)
         return priced
 
+    tasks = [(day, shard) for day in days for shard in shards]
     with ThreadPoolExecutor(max_workers=max(1, PRICING_THREADS)) as pool:
-        priced = list(pool.map(one, days))
+        parts = list(pool.map(one, tasks))
+    priced = [merge(parts[i : i + len(shards)]) for i in range(0, len(parts), len(shards))]
     record_outputs(lake, [f for day in days for f in _priced_files(home, day)])
     return priced
 
@@ -169,7 +181,12 @@ def _priced_files(home: Home, day: str) -> list[Path]:
 
 
 def _ledger_files(home: Home, day: str) -> list[Path]:
-    return [home.engine_dir / name / f"date={day}" / "data.parquet" for name in LEDGER_OUTPUTS]
+    """The ledger's outputs of `day`, every shard's."""
+    return [
+        p
+        for name in LEDGER_OUTPUTS
+        for p in sorted(ledger_dir(home.engine_dir, name, day).glob("*.parquet"))
+    ]
 
 
 def record_outputs(lake: Lake, paths: list[Path]) -> None:
@@ -207,7 +224,9 @@ def ledger(home: Home, config: Config, first: str, last: str, start: str) -> Led
         raise ChainError(f"{first} is before the first billed day {start}")
     checkpoint = first > start
     previous = (date.fromisoformat(first) - timedelta(days=1)).isoformat()
-    if checkpoint and not checkpoint_exists(home.engine_dir, previous):
+    shards = all_shards()
+    ensure_layout(home.engine_dir, len(shards))
+    if checkpoint and not all(checkpoint_exists(home.engine_dir, previous, s) for s in shards):
         raise ChainError(
             f"the ledger of {first} starts from the balances of {previous}, which were never "
             f"computed: materialize balance_snapshot from {start} (or the first missing day) on"
@@ -218,16 +237,25 @@ def ledger(home: Home, config: Config, first: str, last: str, start: str) -> Led
     check_outputs(lake, reads + (_ledger_files(home, previous) if checkpoint else []))
     con = connect()
     prepare(con, config)
-    result = run_ledger(
-        con,
-        home.engine_dir,
-        config,
-        date.fromisoformat(first),
-        date.fromisoformat(last),
-        checkpoint=checkpoint,
-    )
+    # Each shard's recipients run forward on their own: nothing of one shard reads another's.
+    parts = [
+        run_ledger(
+            con,
+            home.engine_dir,
+            config,
+            date.fromisoformat(first),
+            date.fromisoformat(last),
+            checkpoint=checkpoint,
+            shard=shard,
+        )
+        for shard in shards
+    ]
     record_outputs(lake, [f for day in days for f in _ledger_files(home, day)])
-    return result
+    return LedgerDays(
+        days=parts[0].days,
+        balance_rows=sum(p.balance_rows for p in parts),
+        events=sum(p.events for p in parts),
+    )
 
 
 @dataclass

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from pipelines.lib.config import Config, Grant
 from pipelines.lib.files import ENGINE_KEPT, write_parquet_atomic
 from pipelines.lib.pricing import fact_signal_files
+from pipelines.lib.shards import ONE, Shard
 from pipelines.lib.sql import load_sql
 
 MICRO = 10**6
@@ -141,14 +142,20 @@ class LedgerDays:
     events: int
 
 
-def _path(engine_dir: Path, output: str, day: str) -> Path:
-    return engine_dir / output / f"date={day}" / "data.parquet"
+def ledger_dir(engine_dir: Path, output: str, day: str) -> Path:
+    """The directory of one ledger output's files of `day` (one file per shard)."""
+    return engine_dir / output / f"date={day}"
 
 
-def checkpoint_exists(engine_dir: Path, day: str) -> bool:
-    """Whether the balances at the end of `day` were computed (the next day can start there)."""
+def _path(engine_dir: Path, output: str, day: str, shard: Shard) -> Path:
+    return ledger_dir(engine_dir, output, day) / f"data{shard.suffix}.parquet"
+
+
+def checkpoint_exists(engine_dir: Path, day: str, shard: Shard = ONE) -> bool:
+    """Whether the shard's balances at the end of `day` were computed (its next day can start
+    there)."""
     names = ("balance_snapshot", "grant_balance")
-    return all(_path(engine_dir, name, day).exists() for name in names)
+    return all(_path(engine_dir, name, day, shard).exists() for name in names)
 
 
 def _load_checkpoint(
@@ -156,16 +163,18 @@ def _load_checkpoint(
     day: date,
     grants: dict[str, _GrantState],
     recipients: dict[Recipient, _RecipientState],
+    shard: Shard,
 ) -> None:
-    """Restore the state at the end of `day` from its balance_snapshot and grant_balance."""
+    """Restore the shard's state at the end of `day` from its balance_snapshot and
+    grant_balance."""
     iso = day.isoformat()
-    balances = pq.read_table(_path(engine_dir, "balance_snapshot", iso))
+    balances = pq.read_table(_path(engine_dir, "balance_snapshot", iso, shard))
     for row in balances.to_pylist():
         key = (row["customer_id"], row["recipient_type"], row["recipient_id"], row["currency"])
         recipients[key] = _RecipientState(
             balance=micros(row["closing_balance"]), overage=micros(row["overage"]), active=True
         )
-    for row in pq.read_table(_path(engine_dir, "grant_balance", iso)).to_pylist():
+    for row in pq.read_table(_path(engine_dir, "grant_balance", iso, shard)).to_pylist():
         state = grants.get(row["grant_id"])
         if state is None:
             continue  # removed from the configuration: the planner reruns from its start
@@ -186,8 +195,10 @@ def run_ledger(
     last: date,
     *,
     checkpoint: bool,
+    shard: Shard = ONE,
 ) -> LedgerDays:
-    """Recompute days `first..last`, from the checkpoint of the day before when `checkpoint`.
+    """Recompute days `first..last` for the customers of `shard`, from the checkpoint of the day
+    before when `checkpoint`.
 
     The caller guarantees that nothing before `first` changed since that checkpoint was written.
     Expects `dim_credit_grant` registered on `con` (see pricing.prepare).
@@ -200,6 +211,7 @@ def run_ledger(
             None if g.expires_at is None else _us(g.expires_at),
         )
         for g in config.grants
+        if shard.holds(g.customer_id)
     }
     recipients: dict[Recipient, _RecipientState] = {}
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
@@ -207,7 +219,7 @@ def run_ledger(
     end_us = start_us + len(days) * DAY_US
     out: dict[str, dict[str, list[tuple]]] = {name: defaultdict(list) for name in OUTPUTS}
     if checkpoint:
-        _load_checkpoint(engine_dir, first - timedelta(days=1), grants, recipients)
+        _load_checkpoint(engine_dir, first - timedelta(days=1), grants, recipients, shard)
     else:
         # Grants that started before the first billed day: their starts and expiries happen
         # before any billed spend; their transactions are recorded with the first day's.
@@ -218,7 +230,7 @@ def run_ledger(
                 _apply(key, state, event, out["credit_event"][first.isoformat()])
             state.balance = sum(g.remaining for g in state.grants) - state.overage
     events = _grant_events(grants.values(), start_us, end_us)
-    for key, event in _spend_events(con, engine_dir, days):
+    for key, event in _spend_events(con, engine_dir, days, shard):
         events[key].append(event)
 
     for key in sorted(set(events) | set(recipients)):
@@ -228,7 +240,7 @@ def run_ledger(
         iso = day.isoformat()
         for name, schema in zip(OUTPUTS, (BALANCE_SCHEMA, GRANT_SCHEMA, EVENT_SCHEMA), strict=True):
             write_parquet_atomic(
-                _table(schema, out[name][iso]), _path(engine_dir, name, iso), ENGINE_KEPT
+                _table(schema, out[name][iso]), _path(engine_dir, name, iso, shard), ENGINE_KEPT
             )
     if not checkpoint:
         _drop_days_before(engine_dir, days[0].isoformat())
@@ -266,9 +278,9 @@ def _grant_events(grants, start_us: int | None, end_us: int) -> dict[Recipient, 
     return events
 
 
-def _spend_events(con: duckdb.DuckDBPyConnection, engine_dir: Path, days: list[date]):
-    """(recipient, spend event) per ledger segment of the days' priced signals."""
-    files = [str(p) for d in days for p in fact_signal_files(engine_dir, d.isoformat())]
+def _spend_events(con: duckdb.DuckDBPyConnection, engine_dir: Path, days: list[date], shard):
+    """(recipient, spend event) per ledger segment of the shard's priced signals of the days."""
+    files = [str(p) for d in days for p in fact_signal_files(engine_dir, d.isoformat(), shard)]
     if not files:
         return
     con.read_parquet(files).create_view("fact", replace=True)

@@ -19,6 +19,7 @@ from pipelines.lib.config import Config
 from pipelines.lib.files import ENGINE_KEPT, atomic
 from pipelines.lib.lake import Lake
 from pipelines.lib.paths import parse_path, to_json_pointer
+from pipelines.lib.shards import ONE, Shard
 from pipelines.lib.sql import load_sql
 
 USER_POINTER = "/external_user_id"
@@ -76,29 +77,50 @@ class PricedDay:
     credits_by_currency: dict[str, Decimal] = field(default_factory=dict)
 
 
-def fact_signal_path(engine_dir: Path, day: str, part: str = "data") -> Path:
-    return engine_dir / "fact_signal" / f"date={day}" / f"{part}.parquet"
+def merge(parts: list[PricedDay]) -> PricedDay:
+    """One day's figures from its shards' (counts and credits add up; the same max_seq)."""
+    statuses: dict[str, int] = {}
+    by_currency: dict[str, Decimal] = {}
+    for p in parts:
+        for status, n in p.statuses.items():
+            statuses[status] = statuses.get(status, 0) + n
+        for currency, total in p.credits_by_currency.items():
+            by_currency[currency] = by_currency.get(currency, Decimal(0)) + total
+    return PricedDay(
+        day=parts[0].day,
+        rows=sum(p.rows for p in parts),
+        credits=sum((p.credits for p in parts), Decimal(0)),
+        statuses=dict(sorted(statuses.items())),
+        max_seq=max(p.max_seq for p in parts),
+        credits_by_currency=dict(sorted(by_currency.items())),
+    )
 
 
-def rollup_path(engine_dir: Path, day: str, part: str = "data") -> Path:
-    return engine_dir / "signal_rollup" / f"date={day}" / f"{part}.parquet"
+def fact_signal_path(engine_dir: Path, day: str, part: str = "data", shard: Shard = ONE) -> Path:
+    return engine_dir / "fact_signal" / f"date={day}" / f"{part}{shard.suffix}.parquet"
 
 
-MAX_LATE_FILES = 8  # late parts a day may collect before pricing merges them into data.parquet
+def rollup_path(engine_dir: Path, day: str, part: str = "data", shard: Shard = ONE) -> Path:
+    return engine_dir / "signal_rollup" / f"date={day}" / f"{part}{shard.suffix}.parquet"
 
 
-def fact_signal_files(engine_dir: Path, day: str) -> list[Path]:
-    """A day's priced signals: `data.parquet` plus the late parts appended since (each part
-    holds the signals that landed after the previous pricing, named by their first sequence);
-    no file for a day without signals."""
-    return sorted((engine_dir / "fact_signal" / f"date={day}").glob("*.parquet"))
+MAX_LATE_FILES = 8  # late parts a shard's day may collect before pricing merges them
 
 
-def _late_parts(engine_dir: Path, day: str) -> list[Path]:
+def fact_signal_files(engine_dir: Path, day: str, shard: Shard | None = None) -> list[Path]:
+    """A day's priced signals (of every shard, or of `shard`): `data.parquet` plus the late parts
+    appended since (each part holds the signals that landed after the previous pricing, named by
+    their first sequence); no file for a day without signals."""
+    found = sorted((engine_dir / "fact_signal" / f"date={day}").glob("*.parquet"))
+    return found if shard is None else [p for p in found if shard.owns(p)]
+
+
+def _late_parts(engine_dir: Path, day: str, shard: Shard) -> list[Path]:
     return [
         p
         for output in ("fact_signal", "signal_rollup")
         for p in (engine_dir / output / f"date={day}").glob("late-*.parquet")
+        if shard.owns(p)
     ]
 
 
@@ -180,6 +202,7 @@ def price_day(
     day: str,
     prepared: Prepared,
     since: int | None = None,
+    shard: Shard = ONE,
 ) -> PricedDay:
     """Price the landed signals of `day` into that day's `fact_signal` and `signal_rollup`.
 
@@ -189,42 +212,68 @@ def price_day(
     priced, into a part of their own beside the day's rows: pricing a signal never depends on the
     others, so a day that receives a few late signals costs what those signals cost. After
     MAX_LATE_FILES parts the day is priced whole again, which bounds its files.
+
+    With several shards, only the signals of `shard`'s customers are priced, into its own files.
     """
     day_files = lake.files(date=day)
     lake.check(day_files)  # size always; the checksum of a file modified since it was written
     files = [str(f.path) for f in day_files]
     if not files:
-        for path in (fact_signal_path(engine_dir, day), rollup_path(engine_dir, day)):
-            path.unlink(missing_ok=True)
-        for path in _late_parts(engine_dir, day):
+        for output in (fact_signal_path, rollup_path):
+            output(engine_dir, day, shard=shard).unlink(missing_ok=True)
+        for path in _late_parts(engine_dir, day, shard):
             path.unlink()
         return PricedDay(day, 0, Decimal(0), {}, 0)
-    landed = con.read_parquet(files)
-    max_seq = landed.aggregate("max(seq)").fetchall()[0][0]
-    existing = fact_signal_files(engine_dir, day)
+    con.read_parquet(files).create_view("landed_all", replace=True)
+    max_seq = con.execute("SELECT max(seq) FROM landed_all").fetchone()[0]
+    existing = fact_signal_files(engine_dir, day, shard)
     append = since is not None and bool(existing) and len(existing) <= MAX_LATE_FILES
     if append and max_seq <= since:
-        return _counts(con, engine_dir, day, max_seq)  # nothing new (e.g. only compaction)
-    if append:
-        # `since` is an integer from Dagster's records (the relation API takes no parameters).
-        landed.filter(f"seq > {int(since)}").create_view("landed", replace=True)
-        part = f"late-{int(since) + 1:016d}"
-    else:
-        landed.create_view("landed", replace=True)
-        part = "data"
-    _write_part(con, engine_dir, day, part, prepared)
+        return _counts(con, engine_dir, day, max_seq, shard)  # nothing new (e.g. compaction)
+    # `since` is an integer from Dagster's records; a view's definition takes no parameters.
+    where = [f"seq > {int(since)}"] if append else []
+    if shard.count > 1:
+        _shard_keys(con, shard)
+        where.append(
+            f"({_CUSTOMER} IN (SELECT k FROM shard_keys)"
+            + (f" OR {_CUSTOMER} IS NULL)" if shard.index == 0 else ")")
+        )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW landed AS SELECT * FROM landed_all"
+        + (" WHERE " + " AND ".join(where) if where else "")
+    )
+    part = f"late-{int(since) + 1:016d}" if append else "data"
+    _write_part(con, engine_dir, day, part, prepared, shard)
     if not append:
-        for path in _late_parts(engine_dir, day):
+        for path in _late_parts(engine_dir, day, shard):
             path.unlink()
-    return _counts(con, engine_dir, day, max_seq)
+    return _counts(con, engine_dir, day, max_seq, shard)
+
+
+_CUSTOMER = "coalesce(customer_id, external_customer_id)"  # as priced_signal.sql joins it
+
+
+def _shard_keys(con: duckdb.DuckDBPyConnection, shard: Shard) -> None:
+    """Table `shard_keys`: the customer ids of the day's signals that belong to `shard`."""
+    keys = [k for (k,) in con.execute(f"SELECT DISTINCT {_CUSTOMER} FROM landed_all").fetchall()]
+    mine = [k for k in keys if k is not None and shard.holds(k)]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE shard_keys AS SELECT unnest($keys::VARCHAR[]) AS k",
+        {"keys": mine},
+    )
 
 
 def _write_part(
-    con: duckdb.DuckDBPyConnection, engine_dir: Path, day: str, part: str, prepared: Prepared
+    con: duckdb.DuckDBPyConnection,
+    engine_dir: Path,
+    day: str,
+    part: str,
+    prepared: Prepared,
+    shard: Shard,
 ) -> None:
     """Price view `landed` into the day's fact_signal part `part`, then its rollup part."""
     sql = load_sql("priced_signal").replace("{hot_columns}", prepared.hot_columns)
-    out = fact_signal_path(engine_dir, day, part)
+    out = fact_signal_path(engine_dir, day, part, shard)
     # DuckDB writes the Parquet itself (in parallel, without a trip through Python).
     with atomic(out, kept=ENGINE_KEPT) as tmp:
         con.execute(
@@ -233,7 +282,7 @@ def _write_part(
             {"pointers": prepared.pointers, "out": str(tmp)},
         )
     con.read_parquet(str(out)).create_view("fact", replace=True)
-    with atomic(rollup_path(engine_dir, day, part), kept=ENGINE_KEPT) as tmp:
+    with atomic(rollup_path(engine_dir, day, part, shard), kept=ENGINE_KEPT) as tmp:
         con.execute(
             "COPY ("
             + load_sql("signal_rollup").replace("{hot_key_columns}", prepared.hot_names)
@@ -242,11 +291,14 @@ def _write_part(
         )
 
 
-def _counts(con: duckdb.DuckDBPyConnection, engine_dir: Path, day: str, max_seq: int) -> PricedDay:
-    """The day's rows, credits (per currency) and statuses, from two columns of its file."""
+def _counts(
+    con: duckdb.DuckDBPyConnection, engine_dir: Path, day: str, max_seq: int, shard: Shard
+) -> PricedDay:
+    """The shard's rows, credits (per currency) and statuses of the day, from two columns of
+    its files."""
     counts = con.execute(
         "SELECT status, currency, count(*), sum(credits) FROM read_parquet($f) GROUP BY ALL",
-        {"f": [str(p) for p in fact_signal_files(engine_dir, day)]},
+        {"f": [str(p) for p in fact_signal_files(engine_dir, day, shard)]},
     ).fetchall()
     statuses: dict[str, int] = {}
     by_currency: dict[str, Decimal] = {}

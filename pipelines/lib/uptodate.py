@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pipelines.lib.files import write_bytes_atomic
 from pipelines.lib.home import DAGSTER_STORAGE_ENV, Home
+from pipelines.lib.shards import SHARDS_ENV
 from pipelines.lib.sql import SQL_DIR
 
 MEMO = "up-to-date.json"
@@ -71,6 +72,7 @@ def stamps(home: Home, through: str) -> dict | None:
         "lake": _lake_version(home),
         "config": sorted([p.name, *(_stat(p) or [])] for p in home.config_dir.glob("*.yaml")),
         "sql": sql.hexdigest(),
+        "shards": os.environ.get(SHARDS_ENV, ""),
         "warehouse": _stat(home.warehouse),
         "home": str(home.root),
     }

@@ -10,6 +10,7 @@ from pipelines.defs.partitions import DAILY, START
 from pipelines.defs.pricing.assets import fact_signal
 from pipelines.defs.resources import TallyHome
 from pipelines.lib import engine
+from pipelines.lib.ledger import ledger_dir
 from pipelines.lib.sql import connect, load_sql
 
 
@@ -22,10 +23,14 @@ def first_day_to_redo(instance: dg.DagsterInstance, before: str) -> str | None:
     return min(broken, default=None)
 
 
+def _files(engine_dir: Path, name: str, day: str) -> list[Path]:
+    """A ledger output's files of `day` (one per shard)."""
+    return sorted(ledger_dir(engine_dir, name, day).glob("*.parquet"))
+
+
 def _day_metadata(engine_dir: Path, days: list[str]) -> dict[str, dict]:
     """Per day: balance rows, closing balance and overage per currency, the 5 lowest balances."""
-    files = [str(engine_dir / "balance_snapshot" / f"date={d}" / "data.parquet") for d in days]
-    files = [f for f in files if Path(f).exists()]
+    files = [str(f) for d in days for f in _files(engine_dir, "balance_snapshot", d)]
     out: dict[str, dict] = {
         d: {"row_count": 0, "closing": {}, "overage": {}, "lowest": []} for d in days
     }
@@ -49,8 +54,7 @@ def checkpoints(engine_dir: Path, days: list[str]) -> dict[str, str]:
     day starts from)."""
     out = {}
     for name in ("balance_snapshot", "grant_balance"):
-        files = [engine_dir / name / f"date={d}" / "data.parquet" for d in days]
-        files = [str(f) for f in files if f.exists()]
+        files = [str(f) for d in days for f in _files(engine_dir, name, d)]
         if not files:
             continue
         for day, digest in (

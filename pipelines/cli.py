@@ -138,7 +138,7 @@ def _run(h: Home, through: str | None = None) -> bool:
         )
     for outcome in outcomes:
         for asset, partitions in outcome.materialized.items():
-            parts = [p for p in partitions if p]
+            parts = sorted(p for p in partitions if p)
             what = [f"{parts[0]}..{parts[-1]} ({len(parts)} day(s))"] if parts else ["published"]
             what += [f"{outcome.rows[asset]:,} rows"] if asset in outcome.rows else []
             out.print(f"{asset}: {', '.join(what)}", highlight=False)

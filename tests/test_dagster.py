@@ -256,8 +256,8 @@ def test_a_run_then_nothing_then_exactly_the_late_day(workload, new_home, dagste
     work = pending(home, plan)
     assert work.price_days == [day(3)] and work.ledger_from == day(3)
     assert [(a, s) for a, s in work.runs()] == [
-        ([plan.FACT_SIGNAL], (day(3), day(3))),
-        ([plan.BALANCE_SNAPSHOT, plan.WAREHOUSE], (day(3), day(10))),
+        ([plan.FACT_SIGNALS[0]], (day(3), day(3))),
+        ([plan.BALANCE_SNAPSHOTS[0], plan.WAREHOUSE], (day(3), day(10))),
     ]
     bill(home, plan)
     assert pending(home, plan).empty
@@ -338,7 +338,7 @@ def test_a_new_day_is_billed_alone(workload11, new_home, dagster_on) -> None:
     work = pending(home, plan)
     assert work.price_days == [day(11)] and work.ledger_from == day(11)
     assert [a for a, _ in work.runs()] == [
-        [plan.FACT_SIGNAL, plan.BALANCE_SNAPSHOT, plan.WAREHOUSE]
+        [plan.FACT_SIGNALS[0], plan.BALANCE_SNAPSHOTS[0], plan.WAREHOUSE]
     ]
     bill(home, plan)
     assert pending(home, plan).empty
@@ -363,12 +363,12 @@ def test_single_partitions_empty_days_and_rematerialization(workload, new_home, 
             instance=instance, asset_selection=keys, partition_key=partition, raise_on_error=False
         )
 
-    result = materialize([plan.FACT_SIGNAL], day(11))
+    result = materialize([plan.FACT_SIGNALS[0]], day(11))
     assert result.success
     (mat,) = result.asset_materializations_for_node("fact_signal")
     assert mat.partition == day(11) and mat.metadata["row_count"].value == 0
 
-    result = materialize([plan.FACT_SIGNAL], day(4))
+    result = materialize([plan.FACT_SIGNALS[0]], day(4))
     (mat,) = result.asset_materializations_for_node("fact_signal")
     con = duckdb.connect()
     landed = con.execute(
@@ -377,11 +377,11 @@ def test_single_partitions_empty_days_and_rematerialization(workload, new_home, 
     ).fetchall()[0][0]
     assert mat.partition == day(4) and mat.metadata["row_count"].value == landed > 0
     assert sum(mat.metadata["statuses"].value.values()) == landed
-    again = materialize([plan.FACT_SIGNAL], day(4))  # a force: the day is priced again
+    again = materialize([plan.FACT_SIGNALS[0]], day(4))  # a force: the day is priced again
     (mat2,) = again.asset_materializations_for_node("fact_signal")
     assert mat2.metadata["row_count"].value == landed
 
-    broken = materialize([plan.BALANCE_SNAPSHOT], day(5))
+    broken = materialize([plan.BALANCE_SNAPSHOTS[0]], day(5))
     assert not broken.success
     failure = next(e for e in broken.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.event_specific_data.error.message
@@ -432,8 +432,8 @@ def test_blocking_checks_stop_the_run_before_publishing(
     real_price = engine.price
 
     def tamper(sql: str):
-        def price(home_, config, days_, progress=None, since=None):
-            out = real_price(home_, config, days_, progress)  # always whole days
+        def price(home_, config, days_, progress=None, since=None, shards=None):
+            out = real_price(home_, config, days_, progress, shards=shards)  # whole days
             for f in home_.engine_dir.glob(f"fact_signal/date={day(2)}/*.parquet"):
                 con = duckdb.connect()
                 con.execute(f"COPY ({sql.format(f=str(f))}) TO '{f}.t' (FORMAT parquet)")
@@ -479,7 +479,7 @@ def test_rematerializing_a_day_with_the_same_result_starts_no_catch_up(
     job = defs.resolve_job_def("billing_run")
     result = job.execute_in_process(
         instance=dg.DagsterInstance.get(),
-        asset_selection=[plan.FACT_SIGNAL, plan.BALANCE_SNAPSHOT, plan.WAREHOUSE],
+        asset_selection=[plan.FACT_SIGNALS[0], plan.BALANCE_SNAPSHOTS[0], plan.WAREHOUSE],
         partition_key=day(4),
     )
     assert result.success
@@ -510,7 +510,9 @@ def test_the_up_to_date_memo_holds_only_while_nothing_changed(
     assert uptodate.holds(home, day(3)) and not uptodate.holds(home, day(4))
     job = defs.resolve_job_def("billing_run")
     job.execute_in_process(
-        instance=dg.DagsterInstance.get(), asset_selection=[plan.FACT_SIGNAL], partition_key=day(2)
+        instance=dg.DagsterInstance.get(),
+        asset_selection=[plan.FACT_SIGNALS[0]],
+        partition_key=day(2),
     )
     assert not uptodate.holds(home, day(3))  # Dagster recorded something since
     uptodate.record(home, day(3))

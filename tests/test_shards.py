@@ -5,11 +5,14 @@ from scratch and incrementally (late signals, a changed shard count)."""
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import tally
+from conftest import tally, tally_env
 
 from pipelines.lib.engine import run_engine
 from pipelines.lib.home import Home
@@ -152,3 +155,46 @@ def test_tally_run_with_shards_day_by_day_equals_one_shard(tmp_path: Path):
     assert (sharded.engine_dir / "SHARDS").read_text() == "2\n"
     names = {p.name for p in (sharded.engine_dir / "balance_snapshot").glob("date=*/*")}
     assert names == {"data-s000.parquet", "data-s001.parquet"}
+
+
+def test_the_code_location_has_an_asset_per_shard(tmp_path: Path):
+    """With several shards, each shard's pricing and ledger are assets of their own (in a
+    concurrency pool of their own), each with its checks; the warehouse waits for all of them."""
+    code = """
+import json
+from pipelines.definitions import defs
+graph = defs().resolve_asset_graph()
+out = {}
+for key in graph.get_all_asset_keys():
+    if key.path[0] in ("fact_signal", "balance_snapshot", "warehouse"):
+        node = graph.get(key)
+        out[key.to_user_string()] = {
+            "checks": sorted(c.name for c in node.check_keys),
+            "pools": sorted(node.pools or []),
+            "parents": sorted(p.to_user_string() for p in node.parent_entity_keys),
+        }
+print(json.dumps(out))
+"""
+    found = subprocess.run(
+        [sys.executable, "-c", code],
+        env=tally_env(tmp_path / "home", TALLY_SHARDS="3"),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assets = json.loads(found.stdout.splitlines()[-1])
+    shards = ["s000", "s001", "s002"]
+    pricing = [f"fact_signal/{s}" for s in shards]
+    ledger = [f"balance_snapshot/{s}" for s in shards]
+    assert sorted(assets) == sorted([*pricing, *ledger, "warehouse"])
+    for i, s in enumerate(shards):
+        assert assets[f"fact_signal/{s}"]["checks"] == [
+            "idempotency_charged_once",
+            "one_status_per_signal",
+        ]
+        assert assets[f"balance_snapshot/{s}"]["checks"] == ["conservation"]
+        assert assets[f"fact_signal/{s}"]["pools"] == [f"tally_shard_{i:03d}"]
+        assert assets[f"balance_snapshot/{s}"]["pools"] == [f"tally_shard_{i:03d}"]
+        assert f"fact_signal/{s}" in assets[f"balance_snapshot/{s}"]["parents"]
+    assert set(assets["warehouse"]["parents"]) == {*pricing, *ledger}

@@ -1,8 +1,8 @@
-"""Billing runs whose steps execute outside the `tally run` process: Dagster's multiprocess
-executor on this machine (`tally run --workers N`), and the shared deployment, where two Celery
-workers (`tally worker`) take the steps from Redis while Dagster's instance lives in PostgreSQL and
-the lake in PostgreSQL + S3. Either way the warehouse equals the embedded in-process result, row
-for row."""
+"""Billing runs whose steps execute outside the `tally run` process, split by customer shard:
+Dagster's multiprocess executor on this machine (`tally run --workers N`), and the shared
+deployment, where two Celery workers (`tally worker`) take the shards' steps from Redis while
+Dagster's instance lives in PostgreSQL and the lake in PostgreSQL + S3. Either way the warehouse
+equals the embedded, in-process, one-shard result, row for row."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_run_with_workers_on_this_machine_equals_in_process(tmp_path: Path):
     assert all(expected.values())
     home = new_home(tmp_path / "multiprocess", config)
     tally("ingest", *map(str, days), home=home, check=False)
-    run = tally("run", "--workers", "2", home=home, **NOW)
+    run = tally("run", "--workers", "2", home=home, TALLY_SHARDS="2", **NOW)
     assert "warehouse: published" in run.stdout
     assert warehouse_rows(home) == expected
 
@@ -75,6 +75,7 @@ def test_celery_workers_on_the_shared_deployment_equal_the_embedded_run(
         "TALLY_DAGSTER_STORAGE": services.new_database(f"dagster_{namespace}"),
         "TALLY_EXECUTOR": "celery",
         "TALLY_CELERY_BROKER": redis_url.rsplit("/", 1)[0] + "/1",
+        "TALLY_SHARDS": "2",  # each day's pricing and ledger: two steps, one per worker
         **NOW,
     }
     home = new_home(tmp_path / "shared", config)

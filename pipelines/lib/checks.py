@@ -10,28 +10,40 @@ import json
 import os
 from pathlib import Path
 
+import pyarrow as pa
+
 from pipelines.lib.config import Config
 from pipelines.lib.files import write_bytes_atomic
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
 from pipelines.lib.ledger import ledger_dir
-from pipelines.lib.pricing import fact_signal_files
+from pipelines.lib.pricing import fact_signal_files, shard_view
+from pipelines.lib.shards import ONE, Shard
 from pipelines.lib.sql import connect, load_sql
 
 
-def _fact_files(engine_dir: Path, days: list[str]) -> list[str]:
-    return [str(p) for d in days for p in fact_signal_files(engine_dir, d)]
+def _fact_files(engine_dir: Path, days: list[str], shard: Shard) -> list[str]:
+    return [str(p) for d in days for p in fact_signal_files(engine_dir, d, shard)]
 
 
-def conservation(home: Home, config: Config, last_day: str) -> list[tuple]:
+def conservation(home: Home, config: Config, last_day: str, shard: Shard = ONE) -> list[tuple]:
     con = connect()
-    con.register("dim_credit_grant", config.tables()["dim_credit_grant"])
+    grants = config.tables()["dim_credit_grant"]
+    if shard.count > 1:  # the shard's customers' grants
+        grants = grants.filter(
+            pa.array([shard.holds(c) for c in grants["customer_id"].to_pylist()])
+        )
+    con.register("dim_credit_grant", grants)
     balance = [
         p
         for p in sorted((home.engine_dir / "balance_snapshot").glob("date=*/*.parquet"))
-        if p.parent.name.removeprefix("date=") <= last_day
+        if p.parent.name.removeprefix("date=") <= last_day and shard.owns(p)
     ]
-    state = sorted(ledger_dir(home.engine_dir, "grant_balance", last_day).glob("*.parquet"))
+    state = [
+        p
+        for p in sorted(ledger_dir(home.engine_dir, "grant_balance", last_day).glob("*.parquet"))
+        if shard.owns(p)
+    ]
     if not balance or not state:
         return []
     con.read_parquet([str(p) for p in balance]).create_view("balance")
@@ -39,22 +51,23 @@ def conservation(home: Home, config: Config, last_day: str) -> list[tuple]:
     return con.sql(load_sql("check_conservation")).fetchall()
 
 
-def signal_status(home: Home, days: list[str]) -> list[tuple]:
+def signal_status(home: Home, days: list[str], shard: Shard = ONE) -> list[tuple]:
     lake = Lake(home.lake)
     landed = [str(f.path) for d in days for f in lake.files(date=d)]
-    fact = _fact_files(home.engine_dir, days)
+    fact = _fact_files(home.engine_dir, days, shard)
     if not landed and not fact:
         return []
     con = connect()
     if not landed or not fact:
         return [(None, f"{len(landed)} landed files but {len(fact)} fact_signal files")]
-    con.read_parquet(landed).create_view("landed")
+    con.read_parquet(landed).create_view("landed_all")
+    shard_view(con, shard)  # view `landed`: the signals of the shard's customers
     con.read_parquet(fact).create_view("fact")
     return con.sql(load_sql("check_signal_status")).fetchall()
 
 
-def idempotency(home: Home, days: list[str]) -> list[tuple]:
-    fact = _fact_files(home.engine_dir, days)
+def idempotency(home: Home, days: list[str], shard: Shard = ONE) -> list[tuple]:
+    fact = _fact_files(home.engine_dir, days, shard)
     if not fact:
         return []
     con = connect()
@@ -63,7 +76,7 @@ def idempotency(home: Home, days: list[str]) -> list[tuple]:
     # Each charged key must be the first copy the lake ever received (its index says which).
     # That is a property of each row alone, so a part file verified before, and unchanged since,
     # stays verified: only new or rewritten parts (a day's late signals) are looked up.
-    verified = _Verified(home.engine_dir / "checks" / "first_copies.json")
+    verified = _Verified(home.engine_dir / "checks" / f"first_copies{shard.suffix}.json")
     todo = [f for f in fact if not verified.has(f)]
     if todo:
         con.read_parquet(todo).create_view("unverified")

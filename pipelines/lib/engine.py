@@ -141,6 +141,7 @@ def price(
     days: list[str],
     progress: Callable[[str], None] | None = None,
     since: dict[str, int] | None = None,
+    shards: list[Shard] | None = None,
 ) -> list[PricedDay]:
     """Price each of `days` (a day without signals becomes an empty partition): whole, or, for a
     day in `since` (its last landing sequence number priced, with its configuration unchanged
@@ -148,8 +149,8 @@ def price(
     prices them in parallel, outside the GIL."""
     since = since or {}
     lake = Lake(home.lake)
-    shards = all_shards()
-    ensure_layout(home.engine_dir, len(shards))
+    shards = shards or all_shards()
+    ensure_layout(home.engine_dir, shards[0].count)
     local = threading.local()
 
     def one(task: tuple[str, Shard]) -> PricedDay:
@@ -160,7 +161,7 @@ def price(
         priced = price_day(
             local.con, lake, home.engine_dir, day, local.prepared, since.get(day), shard
         )
-        if progress and shard.index == shard.count - 1:
+        if progress and shard == shards[-1]:
             progress(day)
         return priced
 
@@ -168,25 +169,27 @@ def price(
     with ThreadPoolExecutor(max_workers=max(1, PRICING_THREADS)) as pool:
         parts = list(pool.map(one, tasks))
     priced = [merge(parts[i : i + len(shards)]) for i in range(0, len(parts), len(shards))]
-    record_outputs(lake, [f for day in days for f in _priced_files(home, day)])
+    record_outputs(lake, [f for day in days for f in _priced_files(home, day, shards)])
     return priced
 
 
 LEDGER_OUTPUTS = ("balance_snapshot", "grant_balance", "credit_event")
 
 
-def _priced_files(home: Home, day: str) -> list[Path]:
+def _priced_files(home: Home, day: str, shards: list[Shard]) -> list[Path]:
     rollups = sorted((home.engine_dir / "signal_rollup" / f"date={day}").glob("*.parquet"))
-    return fact_signal_files(home.engine_dir, day) + rollups
+    priced = fact_signal_files(home.engine_dir, day) + rollups
+    return [p for p in priced if any(s.owns(p) for s in shards)]
 
 
-def _ledger_files(home: Home, day: str) -> list[Path]:
-    """The ledger's outputs of `day`, every shard's."""
-    return [
+def _ledger_files(home: Home, day: str, shards: list[Shard] | None = None) -> list[Path]:
+    """The ledger's outputs of `day`, of `shards` (default: every shard's)."""
+    found = [
         p
         for name in LEDGER_OUTPUTS
         for p in sorted(ledger_dir(home.engine_dir, name, day).glob("*.parquet"))
     ]
+    return found if shards is None else [p for p in found if any(s.owns(p) for s in shards)]
 
 
 def record_outputs(lake: Lake, paths: list[Path]) -> None:
@@ -217,15 +220,23 @@ class ChainError(Exception):
     """The ledger cannot start at a day whose previous day has no balances."""
 
 
-def ledger(home: Home, config: Config, first: str, last: str, start: str) -> LedgerDays:
-    """Run the ledger over `first..last`: from nothing when `first` is the first billed day
-    (`start`), else from the balances at the end of the day before `first`."""
+def ledger(
+    home: Home,
+    config: Config,
+    first: str,
+    last: str,
+    start: str,
+    shards: list[Shard] | None = None,
+) -> LedgerDays:
+    """Run the ledger of `shards` (default: all) over `first..last`: from nothing when `first`
+    is the first billed day (`start`), else from the balances at the end of the day before
+    `first`."""
     if first < start:
         raise ChainError(f"{first} is before the first billed day {start}")
     checkpoint = first > start
     previous = (date.fromisoformat(first) - timedelta(days=1)).isoformat()
-    shards = all_shards()
-    ensure_layout(home.engine_dir, len(shards))
+    shards = shards or all_shards()
+    ensure_layout(home.engine_dir, shards[0].count)
     if checkpoint and not all(checkpoint_exists(home.engine_dir, previous, s) for s in shards):
         raise ChainError(
             f"the ledger of {first} starts from the balances of {previous}, which were never "
@@ -233,8 +244,9 @@ def ledger(home: Home, config: Config, first: str, last: str, start: str) -> Led
         )
     lake = Lake(home.lake)
     days = day_range(date.fromisoformat(first), last)
-    reads = [f for day in days for f in fact_signal_files(home.engine_dir, day)]
-    check_outputs(lake, reads + (_ledger_files(home, previous) if checkpoint else []))
+    reads = [f for day in days for s in shards for f in fact_signal_files(home.engine_dir, day, s)]
+    resumed = _ledger_files(home, previous, shards) if checkpoint else []
+    check_outputs(lake, reads + resumed)
     con = connect()
     prepare(con, config)
     # Each shard's recipients run forward on their own: nothing of one shard reads another's.
@@ -250,7 +262,7 @@ def ledger(home: Home, config: Config, first: str, last: str, start: str) -> Led
         )
         for shard in shards
     ]
-    record_outputs(lake, [f for day in days for f in _ledger_files(home, day)])
+    record_outputs(lake, [f for day in days for f in _ledger_files(home, day, shards)])
     return LedgerDays(
         days=parts[0].days,
         balance_rows=sum(p.balance_rows for p in parts),

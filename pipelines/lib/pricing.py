@@ -231,17 +231,7 @@ def price_day(
     if append and max_seq <= since:
         return _counts(con, engine_dir, day, max_seq, shard)  # nothing new (e.g. compaction)
     # `since` is an integer from Dagster's records; a view's definition takes no parameters.
-    where = [f"seq > {int(since)}"] if append else []
-    if shard.count > 1:
-        _shard_keys(con, shard)
-        where.append(
-            f"({_CUSTOMER} IN (SELECT k FROM shard_keys)"
-            + (f" OR {_CUSTOMER} IS NULL)" if shard.index == 0 else ")")
-        )
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW landed AS SELECT * FROM landed_all"
-        + (" WHERE " + " AND ".join(where) if where else "")
-    )
+    shard_view(con, shard, [f"seq > {int(since)}"] if append else [])
     part = f"late-{int(since) + 1:016d}" if append else "data"
     _write_part(con, engine_dir, day, part, prepared, shard)
     if not append:
@@ -253,13 +243,24 @@ def price_day(
 _CUSTOMER = "coalesce(customer_id, external_customer_id)"  # as priced_signal.sql joins it
 
 
-def _shard_keys(con: duckdb.DuckDBPyConnection, shard: Shard) -> None:
-    """Table `shard_keys`: the customer ids of the day's signals that belong to `shard`."""
-    keys = [k for (k,) in con.execute(f"SELECT DISTINCT {_CUSTOMER} FROM landed_all").fetchall()]
-    mine = [k for k in keys if k is not None and shard.holds(k)]
+def shard_view(con: duckdb.DuckDBPyConnection, shard: Shard, where: list[str] = ()) -> None:
+    """View `landed`: the rows of view `landed_all` of `shard`'s customers (signals without a
+    customer in shard 0), and meeting the SQL conditions `where` (trusted text)."""
+    where = list(where)
+    if shard.count > 1:
+        keys = con.execute(f"SELECT DISTINCT {_CUSTOMER} FROM landed_all").fetchall()
+        mine = [k for (k,) in keys if k is not None and shard.holds(k)]
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE shard_keys AS SELECT unnest($keys::VARCHAR[]) AS k",
+            {"keys": mine},
+        )
+        where.append(
+            f"({_CUSTOMER} IN (SELECT k FROM shard_keys)"
+            + (f" OR {_CUSTOMER} IS NULL)" if shard.index == 0 else ")")
+        )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE shard_keys AS SELECT unnest($keys::VARCHAR[]) AS k",
-        {"keys": mine},
+        "CREATE OR REPLACE TEMP VIEW landed AS SELECT * FROM landed_all"
+        + (" WHERE " + " AND ".join(where) if where else "")
     )
 
 

@@ -10,11 +10,14 @@ from the lake; see `ensure_layout`).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipelines.lib.files import write_bytes_atomic
 
 SHARDS_ENV = "TALLY_SHARDS"
 MAX_SHARDS = 256
@@ -84,18 +87,21 @@ def ensure_layout(engine_dir: Path, count: int) -> bool:
     removed (every day's version changes with the count, so Dagster recomputes them). True if
     files were removed."""
     marker = engine_dir / LAYOUT_FILE
-    try:
-        recorded = int(marker.read_text().strip())
-    except (OSError, ValueError):
-        recorded = None
-    if recorded == count:
-        return False
-    removed = False
-    if recorded is not None or count != 1:  # a home from before shards holds 1-shard files
-        for name in ENGINE_OUTPUTS:
-            if (engine_dir / name).exists():
-                shutil.rmtree(engine_dir / name)
-                removed = True
     engine_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f"{count}\n")
-    return removed
+    # Shards' steps start side by side: one of them changes the layout, the others then see it.
+    with open(engine_dir / ".layout.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            recorded = int(marker.read_text().strip())
+        except (OSError, ValueError):
+            recorded = None
+        if recorded == count:
+            return False
+        removed = False
+        if recorded is not None or count != 1:  # a home from before shards holds 1-shard files
+            for name in ENGINE_OUTPUTS:
+                if (engine_dir / name).exists():
+                    shutil.rmtree(engine_dir / name)
+                    removed = True
+        write_bytes_atomic(f"{count}\n".encode(), marker)
+        return removed

@@ -33,13 +33,30 @@ from pipelines.lib import engine, workers
 from pipelines.lib.config import Config
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
+from pipelines.lib.shards import Shard, all_shards
 
 SIGNALS = dg.AssetKey("signals")
 PRICING_CONFIG = dg.AssetKey("pricing_config")
 CREDIT_GRANTS = dg.AssetKey("credit_grants")
-FACT_SIGNAL = dg.AssetKey("fact_signal")
-BALANCE_SNAPSHOT = dg.AssetKey("balance_snapshot")
 WAREHOUSE = dg.AssetKey("warehouse")
+
+# Customer shards (`TALLY_SHARDS`, read when the code loads): one fact_signal and one
+# balance_snapshot asset per shard, each in a concurrency pool of its own, so that one day's
+# shards run side by side on as many processes or workers as the executor has.
+SHARDS = all_shards()
+
+
+def shard_key(name: str, shard: Shard) -> dg.AssetKey:
+    """`fact_signal` with one shard; `fact_signal/s002` (the third of several) otherwise."""
+    return dg.AssetKey(name) if shard.count == 1 else dg.AssetKey([name, f"s{shard.index:03d}"])
+
+
+def shard_pool(shard: Shard) -> str:
+    return "tally_writer" if shard.count == 1 else f"tally_shard_{shard.index:03d}"
+
+
+FACT_SIGNALS = [shard_key("fact_signal", s) for s in SHARDS]
+BALANCE_SNAPSHOTS = [shard_key("balance_snapshot", s) for s in SHARDS]
 EMPTY = "empty"  # the version of a day with no landed signals
 
 _OBS = DagsterEventType.ASSET_OBSERVATION
@@ -150,11 +167,12 @@ def _text(metadata: dict, name: str) -> str | None:
     return None if value is None else str(getattr(value, "value", value))
 
 
-def _chain_breaks(instance, days: list[str]) -> set[str]:
-    """Ledger days that started from other balances than the day before them holds now: each
-    day records the fingerprint of its closing state (`checkpoint`) and of the state it started
-    from (`starts_from`). A day recomputed with the same result breaks nothing after it."""
-    mats = latest_materializations(instance, BALANCE_SNAPSHOT, days)
+def _chain_breaks(instance, key: dg.AssetKey, days: list[str]) -> set[str]:
+    """Ledger days (of the shard's asset `key`) that started from other balances than the day
+    before them holds now: each day records the fingerprint of its closing state (`checkpoint`)
+    and of the state it started from (`starts_from`). A day recomputed with the same result
+    breaks nothing after it."""
+    mats = latest_materializations(instance, key, days)
     breaks = set()
     for prev, day in zip(days, days[1:], strict=False):
         if prev not in mats or day not in mats:
@@ -168,6 +186,17 @@ def _chain_breaks(instance, days: list[str]) -> set[str]:
 
 PRICING_CHECKS = ("one_status_per_signal", "idempotency_charged_once")
 LEDGER_CHECKS = ("conservation",)
+
+
+def unchecked_any(
+    instance: dg.DagsterInstance, keys: list[dg.AssetKey], checks: tuple[str, ...], days
+) -> dict[str, tuple[dg.AssetKey, str]]:
+    """`unchecked` over several (shard) assets: {day: (the first such asset, its check)}."""
+    out: dict[str, tuple[dg.AssetKey, str]] = {}
+    for key in keys:
+        for day, check in unchecked(instance, key, checks, days).items():
+            out.setdefault(day, (key, check))
+    return dict(sorted(out.items()))
 
 
 def unchecked(
@@ -216,11 +245,17 @@ def passed_last(
     return True
 
 
-def ledger_unsynced(instance: dg.DagsterInstance, days: list[str]) -> set[str]:
+def ledger_unsynced(
+    instance: dg.DagsterInstance, days: list[str], shards: list[Shard] | None = None
+) -> set[str]:
     """Ledger days missing, computed from older priced signals or grants, or computed before the
-    day before them was (re)computed."""
-    deps = {FACT_SIGNAL: _MAT, CREDIT_GRANTS: _OBS}
-    return _unsynced(instance, BALANCE_SNAPSHOT, deps, days) | _chain_breaks(instance, days)
+    day before them was (re)computed, in any of `shards` (default: all)."""
+    out: set[str] = set()
+    for shard in shards or SHARDS:
+        key = shard_key("balance_snapshot", shard)
+        deps = {shard_key("fact_signal", shard): _MAT, CREDIT_GRANTS: _OBS}
+        out |= _unsynced(instance, key, deps, days) | _chain_breaks(instance, key, days)
+    return out
 
 
 @dataclass
@@ -247,11 +282,11 @@ class Work:
         runs: list[tuple[list[dg.AssetKey], tuple[str, str] | None]] = []
         ledger = self.ledger_days
         if self.price_days and self.price_days == ledger:
-            return [([FACT_SIGNAL, BALANCE_SNAPSHOT, WAREHOUSE], (ledger[0], ledger[-1]))]
+            return [([*FACT_SIGNALS, *BALANCE_SNAPSHOTS, WAREHOUSE], (ledger[0], ledger[-1]))]
         for block in _blocks(self.price_days):
-            runs.append(([FACT_SIGNAL], (block[0], block[-1])))
+            runs.append(([*FACT_SIGNALS], (block[0], block[-1])))
         if ledger:
-            runs.append(([BALANCE_SNAPSHOT, WAREHOUSE], (ledger[0], ledger[-1])))
+            runs.append(([*BALANCE_SNAPSHOTS, WAREHOUSE], (ledger[0], ledger[-1])))
         elif self.publish or runs:
             runs.append(([WAREHOUSE], None))
         return runs
@@ -276,20 +311,26 @@ def compute_work(instance: dg.DagsterInstance, home: Home, config: Config, days:
     if not days:
         return work
     observe(instance, home, config, days)
-    price = _unsynced(instance, FACT_SIGNAL, {SIGNALS: _OBS, PRICING_CONFIG: _OBS}, days)
+    price: set[str] = set()
+    for key in FACT_SIGNALS:  # a day unsynced in one shard is priced in all: each costs its part
+        price |= _unsynced(instance, key, {SIGNALS: _OBS, PRICING_CONFIG: _OBS}, days)
     # A day whose blocking checks failed is priced again (and fails again until it is fixed):
     # its files are never built upon.
-    work.price_days = sorted(price | set(unchecked(instance, FACT_SIGNAL, PRICING_CHECKS, days)))
+    price |= set(unchecked_any(instance, FACT_SIGNALS, PRICING_CHECKS, days))
+    work.price_days = sorted(price)
     ledger = ledger_unsynced(instance, days) | set(work.price_days)
-    ledger |= set(unchecked(instance, BALANCE_SNAPSHOT, LEDGER_CHECKS, days))
+    ledger |= set(unchecked_any(instance, BALANCE_SNAPSHOTS, LEDGER_CHECKS, days))
     work.ledger_from = min(ledger, default=None)
     published = instance.fetch_materializations(WAREHOUSE, limit=1).records
-    ledger_ids = instance.get_latest_storage_id_by_partition(BALANCE_SNAPSHOT, _MAT)
+    ledger_ids = [
+        max(instance.get_latest_storage_id_by_partition(key, _MAT).values(), default=0)
+        for key in BALANCE_SNAPSHOTS
+    ]
     work.publish = (
         not published
         or not home.warehouse.exists()
         or not is_current(home)
-        or max(ledger_ids.values(), default=0) > published[0].storage_id
+        or max(ledger_ids, default=0) > published[0].storage_id
     )
     return work
 
@@ -416,8 +457,10 @@ def execute(
             kind = event.event_type_value
             if kind == "ASSET_MATERIALIZATION":
                 mat = event.event_specific_data.materialization
-                name = mat.asset_key.to_user_string()
-                outcome.materialized.setdefault(name, []).append(mat.partition or "")
+                name = mat.asset_key.path[0]  # the shards of an asset count as one
+                days = outcome.materialized.setdefault(name, [])
+                if (mat.partition or "") not in days:
+                    days.append(mat.partition or "")
                 rows = mat.metadata.get("row_count")
                 if rows is not None:
                     outcome.rows[name] = outcome.rows.get(name, 0) + int(rows.value)

@@ -7,30 +7,32 @@ import dagster as dg
 from pipelines.defs.billing import plan
 from pipelines.defs.landing.assets import credit_grants
 from pipelines.defs.partitions import DAILY, START
-from pipelines.defs.pricing.assets import fact_signal
 from pipelines.defs.resources import TallyHome
 from pipelines.lib import engine
 from pipelines.lib.ledger import ledger_dir
+from pipelines.lib.shards import Shard
 from pipelines.lib.sql import connect, load_sql
 
 
-def first_day_to_redo(instance: dg.DagsterInstance, before: str) -> str | None:
-    """The first ledger day before `before` that is missing or unsynced (None: all current)."""
+def first_day_to_redo(instance: dg.DagsterInstance, before: str, shard: Shard) -> str | None:
+    """The shard's first ledger day before `before` that is missing or unsynced (None: all
+    current)."""
     days = engine.day_range(START, before)[:-1]
     if not days:
         return None
-    broken = plan.ledger_unsynced(instance, days)
+    broken = plan.ledger_unsynced(instance, days, [shard])
     return min(broken, default=None)
 
 
-def _files(engine_dir: Path, name: str, day: str) -> list[Path]:
-    """A ledger output's files of `day` (one per shard)."""
-    return sorted(ledger_dir(engine_dir, name, day).glob("*.parquet"))
+def _files(engine_dir: Path, name: str, day: str, shard: Shard) -> list[Path]:
+    """The shard's files of a ledger output on `day`."""
+    found = sorted(ledger_dir(engine_dir, name, day).glob("*.parquet"))
+    return [p for p in found if shard.owns(p)]
 
 
-def _day_metadata(engine_dir: Path, days: list[str]) -> dict[str, dict]:
+def _day_metadata(engine_dir: Path, days: list[str], shard: Shard) -> dict[str, dict]:
     """Per day: balance rows, closing balance and overage per currency, the 5 lowest balances."""
-    files = [str(f) for d in days for f in _files(engine_dir, "balance_snapshot", d)]
+    files = [str(f) for d in days for f in _files(engine_dir, "balance_snapshot", d, shard)]
     out: dict[str, dict] = {
         d: {"row_count": 0, "closing": {}, "overage": {}, "lowest": []} for d in days
     }
@@ -49,12 +51,12 @@ def _day_metadata(engine_dir: Path, days: list[str]) -> dict[str, dict]:
     return out
 
 
-def checkpoints(engine_dir: Path, days: list[str]) -> dict[str, str]:
+def checkpoints(engine_dir: Path, days: list[str], shard: Shard) -> dict[str, str]:
     """Per day: a fingerprint of the balances and grant balances at its end (the state the next
     day starts from)."""
     out = {}
     for name in ("balance_snapshot", "grant_balance"):
-        files = [str(f) for d in days for f in _files(engine_dir, name, d)]
+        files = [str(f) for d in days for f in _files(engine_dir, name, d, shard)]
         if not files:
             continue
         for day, digest in (
@@ -64,64 +66,83 @@ def checkpoints(engine_dir: Path, days: list[str]) -> dict[str, str]:
     return {d: out.get(d, "empty") for d in days}
 
 
-@dg.asset(
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[fact_signal, credit_grants],
-    group_name="ledger",
-    kinds={"duckdb", "parquet"},
-    pool="tally_writer",
-)
-def balance_snapshot(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.MaterializeResult:
-    """Daily balances per recipient and currency (opening, granted, spent, expired, closing,
-    available, overage) from the exact event-by-event burn-down of grants by priced spends, plus
-    each grant's used/expired/remaining and the day's credit transactions. A chain of days: each
-    day starts from the balances at the end of the day before, so a day can only be materialized
-    once every earlier day is current."""
-    home, config = tally.resolve(), tally.config()
-    first, last = context.partition_key_range.start, context.partition_key_range.end
-    redo = first_day_to_redo(context.instance, first)
-    if redo is not None:
-        raise dg.Failure(
-            f"balance_snapshot {first} starts from the balances of the day before, which are "
-            f"missing or unsynced: materialize balance_snapshot from {redo} through {last}"
-        )
-    priced = context.instance.get_materialized_partitions(fact_signal.key)
-    unpriced = [d for d in engine.day_range(first, last) if d not in priced]
-    if unpriced:
-        raise dg.Failure(
-            f"fact_signal {unpriced[0]} was never materialized: materialize fact_signal "
-            f"{unpriced[0]}..{unpriced[-1]} first"
-        )
-    failed = plan.unchecked(
-        context.instance, fact_signal.key, plan.PRICING_CHECKS, engine.day_range(first, last)
+def _balance_snapshot(shard: Shard) -> dg.AssetsDefinition:
+    key = plan.shard_key("balance_snapshot", shard)
+    priced_key = plan.shard_key("fact_signal", shard)
+    name, priced_name = key.to_user_string(), priced_key.to_user_string()
+
+    @dg.asset(
+        key=key,
+        partitions_def=DAILY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[priced_key, credit_grants],
+        group_name="ledger",
+        kinds={"duckdb", "parquet"},
+        pool=plan.shard_pool(shard),
+        description=DESCRIPTION
+        + ("" if shard.count == 1 else f" This asset holds the customers of shard {shard}."),
     )
-    if failed:
-        day, check = next(iter(failed.items()))
-        raise dg.Failure(
-            f"fact_signal {day} has not passed its check {check}: the ledger does not build on it"
+    def balance_snapshot(
+        context: dg.AssetExecutionContext, tally: TallyHome
+    ) -> dg.MaterializeResult:
+        home, config = tally.resolve(), tally.config()
+        first, last = context.partition_key_range.start, context.partition_key_range.end
+        redo = first_day_to_redo(context.instance, first, shard)
+        if redo is not None:
+            raise dg.Failure(
+                f"{name} {first} starts from the balances of the day before, which are "
+                f"missing or unsynced: materialize {name} from {redo} through {last}"
+            )
+        priced = context.instance.get_materialized_partitions(priced_key)
+        unpriced = [d for d in engine.day_range(first, last) if d not in priced]
+        if unpriced:
+            raise dg.Failure(
+                f"{priced_name} {unpriced[0]} was never materialized: materialize {priced_name} "
+                f"{unpriced[0]}..{unpriced[-1]} first"
+            )
+        failed = plan.unchecked(
+            context.instance, priced_key, plan.PRICING_CHECKS, engine.day_range(first, last)
         )
-    engine.ledger(home, config, first, last, START.isoformat())
-    days = engine.day_range(first, last)
-    previous = engine.day_range(START, first)[-2:-1]  # the day before `first`, if billed
-    states = checkpoints(home.engine_dir, previous + days)
-    for day, m in _day_metadata(home.engine_dir, days).items():
-        lowest = ["| recipient | currency | closing | overage |", "|---|---|---:|---:|"]
-        lowest += [f"| {t} {i} | {c} | {b} | {o} |" for t, i, c, b, o in m["lowest"]]
-        context.add_asset_metadata(
-            {
-                "row_count": m["row_count"],
-                "closing_balance": dg.MetadataValue.json(m["closing"]),
-                "overage": dg.MetadataValue.json(m["overage"]),
-                "lowest_balances": dg.MetadataValue.md(
-                    "\n".join(lowest) if m["lowest"] else "no active recipient"
-                ),
-                "checkpoint": states[day],
-                "starts_from": states.get(engine.day_range(START, day)[-2], "")
-                if day > START.isoformat()
-                else "",
-            },
-            partition_key=day,
-        )
-    context.log.info(f"ledger {first}..{last}")
-    return dg.MaterializeResult()
+        if failed:
+            day, check = next(iter(failed.items()))
+            raise dg.Failure(
+                f"{priced_name} {day} has not passed its check {check}: the ledger does not "
+                "build on it"
+            )
+        engine.ledger(home, config, first, last, START.isoformat(), shards=[shard])
+        days = engine.day_range(first, last)
+        previous = engine.day_range(START, first)[-2:-1]  # the day before `first`, if billed
+        states = checkpoints(home.engine_dir, previous + days, shard)
+        for day, m in _day_metadata(home.engine_dir, days, shard).items():
+            lowest = ["| recipient | currency | closing | overage |", "|---|---|---:|---:|"]
+            lowest += [f"| {t} {i} | {c} | {b} | {o} |" for t, i, c, b, o in m["lowest"]]
+            context.add_asset_metadata(
+                {
+                    "row_count": m["row_count"],
+                    "closing_balance": dg.MetadataValue.json(m["closing"]),
+                    "overage": dg.MetadataValue.json(m["overage"]),
+                    "lowest_balances": dg.MetadataValue.md(
+                        "\n".join(lowest) if m["lowest"] else "no active recipient"
+                    ),
+                    "checkpoint": states[day],
+                    "starts_from": states.get(engine.day_range(START, day)[-2], "")
+                    if day > START.isoformat()
+                    else "",
+                },
+                partition_key=day,
+            )
+        context.log.info(f"ledger {first}..{last} (shard {shard})")
+        return dg.MaterializeResult()
+
+    return balance_snapshot
+
+
+DESCRIPTION = (
+    "Daily balances per recipient and currency (opening, granted, spent, expired, closing, "
+    "available, overage) from the exact event-by-event burn-down of grants by priced spends, "
+    "plus each grant's used/expired/remaining and the day's credit transactions. A chain of "
+    "days: each day starts from the balances at the end of the day before, so a day can only "
+    "be materialized once every earlier day is current."
+)
+# One asset per customer shard (just `balance_snapshot` with one shard).
+balance_snapshot_shards = [_balance_snapshot(shard) for shard in plan.SHARDS]

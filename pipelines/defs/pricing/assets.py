@@ -4,17 +4,20 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.defs.billing import plan
 from pipelines.defs.landing.assets import pricing_config, signals
 from pipelines.defs.partitions import DAILY
 from pipelines.defs.resources import TallyHome
 from pipelines.lib import engine
 from pipelines.lib.pricing import PricedDay, fact_signal_files
+from pipelines.lib.shards import Shard
 from pipelines.lib.sql import connect
 
 
-def day_metadata(con, engine_dir: Path, p: PricedDay) -> dict:
-    """What the UI shows for one priced day: counts, credits per currency, statuses, 5 rows."""
-    files = [str(f) for f in fact_signal_files(engine_dir, p.day)]
+def day_metadata(con, engine_dir: Path, p: PricedDay, shard: Shard) -> dict:
+    """What the UI shows for one priced day (of one shard): counts, credits per currency,
+    statuses, 5 rows."""
+    files = [str(f) for f in fact_signal_files(engine_dir, p.day, shard)]
     rows = ["| signal_id | event | customer | status | credits |", "|---|---|---|---|---:|"]
     if files:
         for row in con.execute(PREVIEW, {"files": files}).fetchall():
@@ -39,8 +42,6 @@ INCREMENTAL = "tally/incremental"  # run tag of the billing runs that tally run 
 def _incremental(context, days: list[str], versions: dict[str, str]) -> dict[str, int]:
     """Days whose last pricing still holds (same pricing version, and its checks passed): only
     the signals landed since (`priced_seq`) are priced. A run from the UI prices days whole."""
-    from pipelines.defs.billing import plan
-
     since = {}
     for day, mat in plan.latest_materializations(
         context.instance, context.assets_def.key, days
@@ -53,27 +54,40 @@ def _incremental(context, days: list[str], versions: dict[str, str]) -> dict[str
     return since
 
 
-@dg.asset(
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[signals, pricing_config],
-    group_name="pricing",
-    kinds={"duckdb", "parquet"},
-    pool="tally_writer",
+def _fact_signal(shard: Shard) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=plan.shard_key("fact_signal", shard),
+        partitions_def=DAILY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[signals, pricing_config],
+        group_name="pricing",
+        kinds={"duckdb", "parquet"},
+        pool=plan.shard_pool(shard),
+        description=DESCRIPTION
+        + ("" if shard.count == 1 else f" This asset prices the customers of shard {shard}."),
+    )
+    def fact_signal(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.MaterializeResult:
+        home, config = tally.resolve(), tally.config()
+        days = list(context.partition_keys)
+        versions = engine.pricing_versions(config, days)
+        incremental = context.run.tags.get(INCREMENTAL)
+        since = _incremental(context, days, versions) if incremental else {}
+        con = connect()
+        for p in engine.price(home, config, days, since=since, shards=[shard]):
+            metadata = day_metadata(con, home.engine_dir, p, shard)
+            metadata |= {"priced_seq": p.max_seq, "pricing_version": versions[p.day]}
+            context.add_asset_metadata(metadata, partition_key=p.day)
+        context.log.info(f"priced {len(days)} day(s) {days[0]}..{days[-1]} (shard {shard})")
+        return dg.MaterializeResult()
+
+    return fact_signal
+
+
+DESCRIPTION = (
+    "Every accepted, de-duplicated signal of the day with its status, quantity, credits and "
+    "recipient. Materializing a day prices all of that day's signals again (a day without "
+    "signals becomes an empty partition); the billing runs of `tally run` and the sensor price "
+    "only the signals landed since, when nothing else about the day changed."
 )
-def fact_signal(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.MaterializeResult:
-    """Every accepted, de-duplicated signal of the day with its status, quantity, credits and
-    recipient. Materializing a day prices all of that day's signals again (a day without signals
-    becomes an empty partition); the billing runs of `tally run` and the sensor price only the
-    signals landed since, when nothing else about the day changed."""
-    home, config = tally.resolve(), tally.config()
-    days = list(context.partition_keys)
-    versions = engine.pricing_versions(config, days)
-    since = _incremental(context, days, versions) if context.run.tags.get(INCREMENTAL) else {}
-    con = connect()
-    for p in engine.price(home, config, days, since=since):
-        metadata = day_metadata(con, home.engine_dir, p)
-        metadata |= {"priced_seq": p.max_seq, "pricing_version": versions[p.day]}
-        context.add_asset_metadata(metadata, partition_key=p.day)
-    context.log.info(f"priced {len(days)} day(s) {days[0]}..{days[-1]}")
-    return dg.MaterializeResult()
+# One asset per customer shard (just `fact_signal` with one shard).
+fact_signal_shards = [_fact_signal(shard) for shard in plan.SHARDS]

@@ -7,9 +7,9 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 
 from pipelines.defs.billing import plan
 from pipelines.defs.partitions import DAILY
-from pipelines.defs.pricing.assets import fact_signal
 from pipelines.defs.resources import TallyHome
 from pipelines.lib import checks
+from pipelines.lib.shards import Shard
 
 
 def _metadata(offenders: list[tuple], what: str) -> dict:
@@ -67,20 +67,36 @@ def per_day(
     )
 
 
-@dg.asset_check(asset=fact_signal, blocking=True, partitions_def=DAILY)
-def one_status_per_signal(
-    context: dg.AssetCheckExecutionContext, tally: TallyHome
-) -> dg.AssetCheckResult:
-    """Every accepted, de-duplicated signal of the day is in fact_signal exactly once, with
-    exactly one known status (priced, unknown_customer, unattributed, unknown_product, unpriced,
-    invalid_quantity)."""
-    return per_day(context, by_day(checks.signal_status, tally.resolve(), context), "signal")
+def _pricing_checks(shard: Shard) -> list[dg.AssetChecksDefinition]:
+    key = plan.shard_key("fact_signal", shard)
+
+    @dg.asset_check(asset=key, blocking=True, partitions_def=DAILY)
+    def one_status_per_signal(
+        context: dg.AssetCheckExecutionContext, tally: TallyHome
+    ) -> dg.AssetCheckResult:
+        """Every accepted, de-duplicated signal of the day is in fact_signal exactly once, with
+        exactly one known status (priced, unknown_customer, unattributed, unknown_product,
+        unpriced, invalid_quantity)."""
+
+        def check(home, days):
+            return checks.signal_status(home, days, shard)
+
+        return per_day(context, by_day(check, tally.resolve(), context), "signal")
+
+    @dg.asset_check(asset=key, blocking=True, partitions_def=DAILY)
+    def idempotency_charged_once(
+        context: dg.AssetCheckExecutionContext, tally: TallyHome
+    ) -> dg.AssetCheckResult:
+        """No idempotency key is charged twice, and the charged copy of a key is the first copy
+        the lake ever received."""
+
+        def check(home, days):
+            return checks.idempotency(home, days, shard)
+
+        return per_day(context, by_day(check, tally.resolve(), context), "key")
+
+    return [one_status_per_signal, idempotency_charged_once]
 
 
-@dg.asset_check(asset=fact_signal, blocking=True, partitions_def=DAILY)
-def idempotency_charged_once(
-    context: dg.AssetCheckExecutionContext, tally: TallyHome
-) -> dg.AssetCheckResult:
-    """No idempotency key is charged twice, and the charged copy of a key is the first copy the
-    lake ever received."""
-    return per_day(context, by_day(checks.idempotency, tally.resolve(), context), "key")
+# The checks of each customer shard's fact_signal asset.
+pricing_checks = [c for shard in plan.SHARDS for c in _pricing_checks(shard)]

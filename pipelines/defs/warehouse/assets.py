@@ -3,16 +3,14 @@
 import dagster as dg
 
 from pipelines.defs.billing import plan
-from pipelines.defs.ledger.assets import balance_snapshot
 from pipelines.defs.partitions import DAILY
-from pipelines.defs.pricing.assets import fact_signal
 from pipelines.defs.resources import TallyHome
 from pipelines.lib.sql import connect
 from pipelines.lib.warehouse import publish
 
 
 @dg.asset(
-    deps=[fact_signal, balance_snapshot],
+    deps=[*plan.FACT_SIGNALS, *plan.BALANCE_SNAPSHOTS],
     group_name="warehouse",
     kinds={"duckdb"},
     pool="tally_writer",
@@ -22,13 +20,13 @@ def warehouse(context: dg.AssetExecutionContext, tally: TallyHome) -> dg.Materia
     the dim_* tables over every billed day, replaced atomically so that readers never block or
     break. Runs only after the blocking checks of the days it publishes pass."""
     days = DAILY.get_partition_keys()
-    for key, names in (
-        (fact_signal.key, plan.PRICING_CHECKS),
-        (balance_snapshot.key, plan.LEDGER_CHECKS),
+    for keys, names in (
+        (plan.FACT_SIGNALS, plan.PRICING_CHECKS),
+        (plan.BALANCE_SNAPSHOTS, plan.LEDGER_CHECKS),
     ):
-        failed = plan.unchecked(context.instance, key, names, days)
+        failed = plan.unchecked_any(context.instance, keys, names, days)
         if failed:
-            day, check = next(iter(failed.items()))
+            day, (key, check) = next(iter(failed.items()))
             raise dg.Failure(
                 f"not published: {key.to_user_string()} {day} has not passed its check {check}"
             )

@@ -114,7 +114,7 @@ Section = Callable[[Bench], None]
 
 def workload(signals: int, work: Path = WORK, seed: int = 7) -> Workload:
     """The seeded workload for about `signals` signals over DAYS days (cached under `work`)."""
-    from pipelines.lib.synth import synth
+    from pipelines.synth import synth
 
     out = work / f"synth-{signals}-{DAYS + 1}-{seed}"
     done = out / "done.json"

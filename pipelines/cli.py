@@ -53,6 +53,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 @contextmanager
 def _user_errors():
+    from pipelines.lib.clock import ClockError
     from pipelines.lib.lake import LandingError, LegacyLakeError
     from pipelines.lib.shards import ShardError
     from pipelines.lib.signals import IngestError
@@ -67,6 +68,7 @@ def _user_errors():
         LandingError,
         WorkerError,
         ShardError,
+        ClockError,
     ) as exc:
         raise fail(str(exc)) from None
 
@@ -99,7 +101,7 @@ def _run(h: Home, through: str | None = None) -> bool:
     """Bring every billed day through `through` (default yesterday) up to date through the
     Dagster definitions, printing what each asset did."""
     from pipelines.lib import uptodate
-    from pipelines.lib.closing import now
+    from pipelines.lib.clock import now
 
     default = (now().date() - timedelta(days=1)).isoformat()
     if uptodate.holds(h, through or default):  # Dagster's last answer, and nothing changed
@@ -312,10 +314,11 @@ def run(
         os.environ[WORKERS_ENV] = str(workers)
         if os.environ.get(EXECUTOR_ENV, "in_process") in ("", "in_process"):
             os.environ[EXECUTOR_ENV] = "multiprocess"
+    from pipelines.lib.clock import now
     from pipelines.lib.shards import shard_count
 
     with _user_errors():
-        executor_name(), shard_count()  # a bad setting is one line, before anything runs
+        executor_name(), shard_count(), now()  # a bad setting is one line, before anything runs
     if not _run(_home(home), through):
         raise typer.Exit(1)
 
@@ -660,6 +663,7 @@ def statement(
     """A customer's monthly statement: final once the month has closed (its end plus
     TALLY_STATEMENT_GRACE_DAYS, default 3) and the ledger has processed it, else open (and it
     says why). Finalizes the months that are due. PDF through headless Chromium."""
+    from pipelines.lib.clock import ClockError
     from pipelines.lib.closing import statement as get_statement
     from pipelines.lib.render import FORMATS, SUFFIXES, RenderError, html_to_pdf, statement_html
     from pipelines.lib.statements import Month, StatementError
@@ -683,7 +687,7 @@ def statement(
     h = _home(home)
     try:
         doc = get_statement(h, customer, Month.parse(month))
-    except StatementError as exc:
+    except (StatementError, ClockError) as exc:
         raise fail(str(exc)) from None
     what = f"the {doc['status']} statement of {month}"
     if fmt in ("html", "pdf"):
@@ -838,7 +842,7 @@ def synth(
     dirt: Annotated[float, typer.Option(help="Share of realistic bad/odd signals (0-1).")] = 0.02,
 ) -> None:
     """Write a deterministic synthetic workload: a config directory and daily JSONL signal files."""
-    from pipelines.lib.synth import synth as run_synth
+    from pipelines.synth import synth as run_synth
 
     try:
         first = date.fromisoformat(start)
@@ -871,7 +875,7 @@ def demo(home: HomeOpt = None) -> None:
 
     from pipelines.lib.lake import Lake
     from pipelines.lib.signals import ingest_file
-    from pipelines.lib.synth import synth as run_synth
+    from pipelines.synth import synth as run_synth
 
     h = _home(home)
     with tempfile.TemporaryDirectory(prefix="tally-demo-") as tmp:

@@ -16,8 +16,8 @@ from pipelines.lib.engine import run_engine
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
 from pipelines.lib.signals import ingest_file, ingest_signals
-from pipelines.lib.synth import synth
 from pipelines.lib.warehouse import publish
+from pipelines.synth import synth
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -17,7 +17,7 @@ from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
 from pipelines.lib.pricing import fact_signal_files
 from pipelines.lib.signals import ingest_file
-from pipelines.lib.synth import synth
+from pipelines.synth import synth
 
 DAY = "2026-11-02"
 

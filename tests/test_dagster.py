@@ -32,7 +32,7 @@ from pipelines.lib.engine import run_engine
 from pipelines.lib.home import Home, ensure_instance
 from pipelines.lib.lake import Lake
 from pipelines.lib.signals import ingest_file, ingest_signals
-from pipelines.lib.synth import synth
+from pipelines.synth import synth
 
 START = date(2026, 11, 1)
 SEED = 23

@@ -16,12 +16,12 @@ import pytest
 from conftest import tally
 from statement_helpers import close_lake, land, make_home, november, render_in_chromium, run
 
-from pipelines.lib import closing, render
+from pipelines.lib import clock, closing, render
 from pipelines.lib.config import load_config
 from pipelines.lib.home import Home
 from pipelines.lib.statements import Month, StatementError, decode
-from pipelines.lib.synth import synth
 from pipelines.lib.warehouse import publish
+from pipelines.synth import synth
 
 NOV, DEC = Month.parse("2026-11"), Month.parse("2026-12")
 IN_GRACE = datetime(2026, 12, 2, tzinfo=UTC)  # November has ended but is still open
@@ -55,7 +55,7 @@ def fresh_home(tmp_path, nov_home):
 @pytest.fixture(autouse=True)
 def _default_grace(monkeypatch):
     monkeypatch.delenv(closing.GRACE_ENV, raising=False)
-    monkeypatch.delenv(closing.NOW_ENV, raising=False)
+    monkeypatch.delenv(clock.NOW_ENV, raising=False)
 
 
 def warehouse(home: Home) -> duckdb.DuckDBPyConnection:
@@ -514,7 +514,7 @@ def test_dagster_statement_assets_and_schedule(fresh_home, monkeypatch):
     assert (request.partition_key, request.run_key) == ("2026-11", "2026-11")
 
     resource = TallyHome(home=str(fresh_home.root))
-    monkeypatch.setenv(closing.NOW_ENV, "2026-12-04T00:00:00Z")
+    monkeypatch.setenv(clock.NOW_ENV, "2026-12-04T00:00:00Z")
     result = monthly_statements(dg.build_asset_context(partition_key="2026-11"), tally=resource)
     assert result.metadata["status"] == "final" and result.metadata["customers"] == 2
     assert "cus_acme" in result.metadata["totals"].value

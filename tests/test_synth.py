@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-import pipelines.lib.synth as synth_module
-from pipelines.lib.synth import (
+import pipelines.synth as synth_module
+from pipelines.synth import (
     BAD_QUANTITIES,
     DIRT_KINDS,
     REJECTED,

@@ -23,12 +23,12 @@ from pipelines.lib.analytics import breakdown, data_keys
 from pipelines.lib.config import load_config
 from pipelines.lib.home import Home
 from pipelines.lib.sql import connect
-from pipelines.lib.synth import synth
 from pipelines.lib.warehouse import (
     is_current,
     publish,
     sample_schema_markdown,
 )
+from pipelines.synth import synth
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN_VIEWS = (

@@ -41,8 +41,9 @@ from pipelines.api.http import (
 )
 from pipelines.api.ingest import Committer, parse_bulk
 from pipelines.api.runner import Runner
-from pipelines.api.store import Store, iso, now
+from pipelines.api.store import Store, iso
 from pipelines.lib.analytics import data_keys
+from pipelines.lib.clock import now
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
 from pipelines.lib.limits import MAX_QUERY_CHARS

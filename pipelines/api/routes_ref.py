@@ -21,7 +21,8 @@ from starlette.responses import Response
 from pipelines.api import read
 from pipelines.api.errors import ApiError, bad_request, not_found
 from pipelines.api.http import Api, int_param, json_body, pagination, reply, time_param
-from pipelines.api.store import API_FILE, iso, managed_elsewhere, now, record
+from pipelines.api.store import API_FILE, iso, managed_elsewhere, record
+from pipelines.lib.clock import now
 from pipelines.lib.config import Config, Customer, Seat
 from pipelines.lib.limits import (
     MAX_AMOUNT,

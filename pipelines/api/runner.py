@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 
-from pipelines.lib.closing import now
+from pipelines.lib.clock import now
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
 

@@ -32,10 +32,10 @@ from typing import Any
 import yaml
 
 from pipelines.api.errors import ApiError
+from pipelines.lib.clock import now
 from pipelines.lib.config import API_RECORDS, Config, ConfigError, load_config, parse_config
 from pipelines.lib.files import fsync_dir, write_bytes_atomic
 from pipelines.lib.limits import MAX_CONFIG_FILE_BYTES
-from pipelines.lib.limits import now as clock
 
 API_FILE = "api.yaml"
 SECTIONS = (
@@ -66,11 +66,6 @@ def iso(value: datetime | None) -> str | None:
         return None
     text = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return text
-
-
-def now() -> datetime:
-    """The project's clock (`TALLY_NOW` when set)."""
-    return clock()
 
 
 class Store:

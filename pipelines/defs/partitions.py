@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from pipelines.lib.closing import NOW_ENV, now
+from pipelines.lib.clock import NOW_ENV, now
 from pipelines.lib.config import ConfigError, load_config
 from pipelines.lib.engine import billing_start
 from pipelines.lib.home import resolve_home

@@ -18,8 +18,8 @@ shows it (`pending`, then `final` once that month is final). The open month's op
 is the ledger's, so it already includes the adjustments: previous statement's closing balance +
 adjustments = opening balance.
 
-"Now" is `TALLY_NOW` (an RFC 3339 instant or a date) when set, else the clock, so tests and
-re-issues can pin it.
+"Now" is the project's clock (`pipelines.lib.clock`: `TALLY_NOW`, an RFC 3339 instant or a date,
+when set), so tests and re-issues can pin it.
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.lib.clock import now
 from pipelines.lib.files import fsync_dir, write_bytes_atomic, write_parquet_atomic
 from pipelines.lib.home import Home
 from pipelines.lib.sql import connect
 from pipelines.lib.statements import Month, StatementError, compute, decode, encode, time_text
 
 GRACE_ENV = "TALLY_STATEMENT_GRACE_DAYS"
-NOW_ENV = "TALLY_NOW"
 DEFAULT_GRACE_DAYS = 3
 _CREDITS = pa.decimal128(38, 6)
 LINE_SCHEMA = pa.schema(
@@ -70,18 +70,6 @@ def grace_days() -> int:
     if not text.isdigit():
         raise StatementError(f"{GRACE_ENV}={text!r} is not a number of days")
     return int(text)
-
-
-def now() -> datetime:
-    """`TALLY_NOW` when set (tests, re-issues), else the clock; always UTC."""
-    text = os.environ.get(NOW_ENV, "").strip()
-    if not text:
-        return datetime.now(UTC)
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise StatementError(f"{NOW_ENV}={text!r} is not an RFC 3339 time or a date") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def closes_at(month: Month, grace: int) -> datetime:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipelines.lib.clock import now
+
 MAX_ID = 256  # characters: eventName, every id and key (externalCustomerId, idempotencyKey, ...)
 MAX_NAME = 1024  # characters: display names (customer, product, user, currency)
 MAX_DEPTH = 32  # levels of nesting of a signal's `data` and of an entity's `metadata`
@@ -24,13 +26,6 @@ MAX_QUERY_CHARS = 100_000  # the SQL text of one analytics query
 TIME_MIN = datetime(2000, 1, 1, tzinfo=UTC)
 FUTURE = timedelta(days=365)
 TIME_END = datetime(2100, 1, 1, tzinfo=UTC)
-
-
-def now() -> datetime:
-    """The project's clock (`TALLY_NOW` when set, see pipelines/lib/closing.py)."""
-    from pipelines.lib.closing import now as clock
-
-    return clock()
 
 
 def time_window() -> tuple[datetime, datetime]:

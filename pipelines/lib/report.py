@@ -18,7 +18,7 @@ import duckdb
 
 from pipelines.lib import charts, render
 from pipelines.lib.analytics import data_keys
-from pipelines.lib.closing import now
+from pipelines.lib.clock import now
 from pipelines.lib.files import write_bytes_atomic
 from pipelines.lib.home import Home
 from pipelines.lib.sql import connect, load_sql

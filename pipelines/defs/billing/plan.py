@@ -338,7 +338,7 @@ def compute_work(instance: dg.DagsterInstance, home: Home, config: Config, days:
 def billed_days(config: Config, through: str | None = None) -> list[str]:
     """The daily partitions through `through` (default: yesterday, the last closed day)."""
     from pipelines.defs.partitions import DAILY
-    from pipelines.lib.closing import now
+    from pipelines.lib.clock import now
 
     last = through or (now().date() - timedelta(days=1)).isoformat()
     return [d for d in DAILY.get_partition_keys() if d <= last]

@@ -20,7 +20,7 @@ from pipelines.lib.files import ENGINE_KEPT, atomic
 from pipelines.lib.lake import Lake
 from pipelines.lib.paths import parse_path, to_json_pointer
 from pipelines.lib.shards import ONE, Shard
-from pipelines.lib.sql import load_sql
+from pipelines.lib.sql import connect, load_sql
 
 USER_POINTER = "/external_user_id"
 _exact = msgspec.json.Decoder(float_hook=Decimal)
@@ -173,11 +173,9 @@ def prepare(con: duckdb.DuckDBPyConnection, config: Config) -> Prepared:
 
 def empty_fact_signal(config: Config) -> pa.Table:
     """A fact_signal table with no rows and the schema pricing produces (hot keys included)."""
-    import duckdb as _duckdb
-
     from pipelines.lib.lake import SIGNAL_SCHEMA
 
-    con = _duckdb.connect()
+    con = connect()
     prepared = prepare(con, config)
     con.register("landed", SIGNAL_SCHEMA.empty_table())
     sql = load_sql("priced_signal").replace("{hot_columns}", prepared.hot_columns)
@@ -186,9 +184,7 @@ def empty_fact_signal(config: Config) -> pa.Table:
 
 def empty_rollup(config: Config) -> pa.Table:
     """A signal_rollup table with no rows and the exact schema pricing produces."""
-    import duckdb as _duckdb
-
-    con = _duckdb.connect()
+    con = connect()
     prepared = prepare(con, config)
     con.register("fact", empty_fact_signal(config))
     sql = load_sql("signal_rollup").replace("{hot_key_columns}", prepared.hot_names)

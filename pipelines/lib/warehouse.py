@@ -376,7 +376,7 @@ def is_current(home: Home) -> bool:
     home at another place (copied or moved): republish it, even with no new data to process."""
     if not home.warehouse.exists():
         return True
-    con = duckdb.connect(str(home.warehouse), read_only=True)
+    con = connect(home.warehouse, read_only=True)
     try:
         found = con.execute("SELECT schema_version, home FROM internal.meta").fetchall()
         return found == [(_version(), str(home.root))]

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.lib.paths import format_path, parse_path, to_json_pointer
-from pipelines.lib.sql import connect, load_sql
+from pipelines.lib.sql import connect, load_sql, render
 
 # The built-in keys on signal_rollup (one row per UTC day and dimension values, see
 # sql/signal_rollup.sql): a breakdown that only needs these and hot keys reads the rollup.
@@ -178,7 +178,7 @@ def breakdown(
         status=status,
     )
     name = "breakdown_rollup" if use_rollup else "breakdown"
-    sql = load_sql(name).replace("{key_terms}", ",\n    ".join(terms))
+    sql = render(name, key_terms=",\n    ".join(terms))
     table = con.sql(sql, params=params).to_arrow_table()
     con.close()
     table = table.rename_columns([*columns, "signals", "quantity", "credits"])

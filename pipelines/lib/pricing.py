@@ -20,7 +20,7 @@ from pipelines.lib.files import ENGINE_KEPT, atomic
 from pipelines.lib.lake import Lake
 from pipelines.lib.paths import parse_path, to_json_pointer
 from pipelines.lib.shards import ONE, Shard
-from pipelines.lib.sql import connect, load_sql
+from pipelines.lib.sql import connect, render
 
 USER_POINTER = "/external_user_id"
 _exact = msgspec.json.Decoder(float_hook=Decimal)
@@ -178,7 +178,7 @@ def empty_fact_signal(config: Config) -> pa.Table:
     con = connect()
     prepared = prepare(con, config)
     con.register("landed", SIGNAL_SCHEMA.empty_table())
-    sql = load_sql("priced_signal").replace("{hot_columns}", prepared.hot_columns)
+    sql = render("priced_signal", hot_columns=prepared.hot_columns)
     return con.sql(sql, params={"pointers": prepared.pointers}).to_arrow_table()
 
 
@@ -187,7 +187,7 @@ def empty_rollup(config: Config) -> pa.Table:
     con = connect()
     prepared = prepare(con, config)
     con.register("fact", empty_fact_signal(config))
-    sql = load_sql("signal_rollup").replace("{hot_key_columns}", prepared.hot_names)
+    sql = render("signal_rollup", hot_key_columns=prepared.hot_names)
     return con.sql(sql).to_arrow_table()
 
 
@@ -269,7 +269,7 @@ def _write_part(
     shard: Shard,
 ) -> None:
     """Price view `landed` into the day's fact_signal part `part`, then its rollup part."""
-    sql = load_sql("priced_signal").replace("{hot_columns}", prepared.hot_columns)
+    sql = render("priced_signal", hot_columns=prepared.hot_columns)
     out = fact_signal_path(engine_dir, day, part, shard)
     # DuckDB writes the Parquet itself (in parallel, without a trip through Python).
     with atomic(out, kept=ENGINE_KEPT) as tmp:
@@ -282,7 +282,7 @@ def _write_part(
     with atomic(rollup_path(engine_dir, day, part, shard), kept=ENGINE_KEPT) as tmp:
         con.execute(
             "COPY ("
-            + load_sql("signal_rollup").replace("{hot_key_columns}", prepared.hot_names)
+            + render("signal_rollup", hot_key_columns=prepared.hot_names)
             + ") TO $out (FORMAT parquet, COMPRESSION zstd)",
             {"out": str(tmp)},
         )

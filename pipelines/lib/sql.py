@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 
 import duckdb
@@ -30,6 +31,28 @@ SQL_DIR = _sql_dir()
 def load_sql(name: str) -> str:
     """The statement in `sql/<name>.sql` (parameters are `$named`, always bound, never pasted)."""
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+def render(name: str, **fills: str) -> str:
+    """A template, `sql/<name>.sql` with `{placeholder}`s: the one way Tally writes SQL text.
+
+    Placeholders take only SQL that Tally builds itself (identifiers through
+    `warehouse.quote_identifier`, literals through `warehouse.sql_literal`, integers); values a
+    user sends are always `$named` parameters. Every placeholder must be filled, and only those.
+    """
+    lines = []  # (code, comment): braces in `--` comments are prose, not placeholders
+    for line in load_sql(name).splitlines(keepends=True):
+        cut = line.find("--")
+        lines.append((line, "") if cut < 0 else (line[:cut], line[cut:]))
+    wanted = {found for code, _ in lines for found in _PLACEHOLDER.findall(code)}
+    if wanted != set(fills):
+        raise ValueError(f"sql/{name}.sql has placeholders {sorted(wanted)}, given {sorted(fills)}")
+    return "".join(
+        _PLACEHOLDER.sub(lambda m: fills[m.group(1)], code) + comment for code, comment in lines
+    )
 
 
 @functools.cache

@@ -30,7 +30,7 @@ from pipelines.lib.lake import (
 )
 from pipelines.lib.paths import format_path, parse_path
 from pipelines.lib.pricing import hot_key_pointers
-from pipelines.lib.sql import connect, load_sql
+from pipelines.lib.sql import connect, load_sql, render
 
 STATUSES = (
     "status: priced (charged: credits = credit_cost x quantity, to the recipient); "
@@ -463,9 +463,7 @@ def publish(home: Home, config: Config) -> Path:
                 ),
                 **_sources(home, config, published),
             }
-            script = load_sql("warehouse")
-            for name, text in fills.items():
-                script = script.replace("{" + name + "}", text)
+            script = render("warehouse", **fills)
             con.execute("CREATE SCHEMA internal")
             con.register("_incoming", grant_config)
             con.execute("CREATE TABLE internal.credit_grant_config AS SELECT * FROM _incoming")

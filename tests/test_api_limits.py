@@ -309,8 +309,8 @@ def test_config_loader_refuses_times_outside_the_window(tmp_path: Path, monkeypa
 
 
 def test_config_loader_file_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.lib import config
     from pipelines.lib.config import ConfigError, load_config
+    from pipelines.lib.config import loader as config
 
     (tmp_path / "a.yaml").write_text(COMPANY)
     size = (tmp_path / "a.yaml").stat().st_size

@@ -1,32 +1,10 @@
-"""Load and validate the billing configuration in `<config_dir>/*.yaml` (docs/configuration.md).
-
-Files are read in sorted name order (hidden files skipped); each may hold any of the sections
-`currencies, customers, products, users, seats, grants`, whose entries are concatenated. Loading
-is a pure function: it returns a new `Config` or raises `ConfigError` listing every problem found,
-one line each, naming the file, the entry and the problem. Nothing is half-applied.
-
-Rules in detail:
-- Numbers are read from the YAML text as written, never through a binary float. Decimals
-  (`credit_cost >= 0`, `amount > 0`) are plain decimal numbers or strings holding one, with at
-  most 6 decimal places; `1e3`, `1_000`, `.inf` are rejected.
-- Identifiers and names are strings. A YAML integer (`1001`) is taken as its text exactly as
-  written (`"1001"`, `007` stays `"007"`); booleans, floats, dates and null must be quoted.
-- Times are RFC 3339 with a zone (`2026-01-01T00:00:00Z`, quoted or not), converted to UTC; a
-  bare date is midnight UTC; a time without a zone or with sub-microsecond digits is an error.
-- `name` defaults to the id; `metadata` defaults to `{}`; `from`/`until` are optional (unbounded),
-  as are `expires_at` (never), `priority` (50, any integer) and `origin`.
-- Users are identified by (customer, external_id); seat assignments name a user of the seat's
-  customer. Pricing rule ids are `product:event:n`, n counting that product's rules for that
-  event in time order from 1, so they do not depend on how the YAML is ordered.
-- `Config` holds every entity sorted by id, so equal content gives an equal `Config` and an equal
-  `fingerprint()` whatever the file split or entry order.
-"""
+"""Reading `<config_dir>/*.yaml` into a `Config`: YAML, scalar conversions, entries, the
+cross-entry checks (the rules are in the package's docstring)."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,9 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pyarrow as pa
 import yaml
 
+from pipelines.lib.config.model import (
+    API_RECORDS,
+    DEFAULT_HOT_KEYS,
+    DEFAULT_PRIORITY,
+    SECTIONS,
+    Config,
+    ConfigError,
+    Currency,
+    Customer,
+    Grant,
+    PricingRule,
+    Product,
+    Seat,
+    SeatAssignment,
+    User,
+)
 from pipelines.lib.limits import (
     MAX_CONFIG_FILE_BYTES,
     MAX_DEPTH,
@@ -47,143 +40,7 @@ from pipelines.lib.limits import (
     depth,
     window_problem,
 )
-from pipelines.lib.paths import PathError, format_path, parse_path, to_json_pointer
-
-SECTIONS = (
-    "currencies",
-    "customers",
-    "products",
-    "users",
-    "seats",
-    "seat_assignments",
-    "grants",
-    "hot_keys",
-    "billing",
-)
-# A section the parser skips: the HTTP API keeps its own records (timestamps, contact fields) there.
-API_RECORDS = "api_records"
-# Data paths extracted into columns while pricing, so breakdowns on them do not parse JSON again.
-DEFAULT_HOT_KEYS = ("external_user_id", "team", "department")
-DEFAULT_PRIORITY = 50
-
-
-class ConfigError(Exception):
-    """Invalid configuration; `errors` holds one line per problem (file, entry, problem)."""
-
-    def __init__(self, errors: list[str] | str) -> None:
-        self.errors = [errors] if isinstance(errors, str) else list(errors)
-        super().__init__("\n".join(self.errors))
-
-
-@dataclass(frozen=True)
-class Currency:
-    """A credit currency, e.g. `credits`."""
-
-    key: str
-    name: str
-
-
-@dataclass(frozen=True)
-class Customer:
-    """A customer (organization) billed for signals."""
-
-    external_id: str
-    name: str
-    metadata: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PricingRule:
-    """The credit cost of one event of a product over [valid_from, valid_until)."""
-
-    rule_id: str
-    product_id: str
-    event: str
-    currency: str
-    credit_cost: Decimal
-    quantity_path: str | None = None
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Product:
-    """A product that signals are attributed to, with its pricing rules."""
-
-    external_id: str
-    name: str
-    metadata: dict = field(default_factory=dict)
-    pricing: tuple[PricingRule, ...] = ()
-
-
-@dataclass(frozen=True)
-class User:
-    """A user of one customer; `external_id` is unique within that customer."""
-
-    customer_id: str
-    external_id: str
-    name: str
-    metadata: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SeatAssignment:
-    """A user holding a seat over [valid_from, valid_until)."""
-
-    seat_id: str
-    user_id: str
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Seat:
-    """A seat of a customer, assigned to users over time."""
-
-    id: str
-    customer_id: str
-    assignments: tuple[SeatAssignment, ...] = ()
-
-
-@dataclass(frozen=True)
-class Grant:
-    """Credits granted to a customer's organization pool (`seat_id` None) or to one seat."""
-
-    id: str
-    customer_id: str
-    seat_id: str | None
-    currency: str
-    amount: Decimal
-    starts_at: datetime
-    expires_at: datetime | None = None
-    priority: int = DEFAULT_PRIORITY
-    origin: str | None = None
-
-
-@dataclass(frozen=True)
-class Config:
-    """A validated configuration; every tuple is sorted by id."""
-
-    currencies: tuple[Currency, ...] = ()
-    customers: tuple[Customer, ...] = ()
-    products: tuple[Product, ...] = ()
-    users: tuple[User, ...] = ()
-    seats: tuple[Seat, ...] = ()
-    grants: tuple[Grant, ...] = ()
-    hot_keys: tuple[str, ...] = DEFAULT_HOT_KEYS
-    # The first UTC day that is billed (the first daily partition); None: the day the earliest
-    # grant starts (see pipelines.lib.billing_days).
-    billing_start: date | None = None
-
-    def fingerprint(self) -> str:
-        """A stable sha256 of the content: equal content gives an equal fingerprint."""
-        encoder = msgspec.json.Encoder(decimal_format="number", order="sorted")
-        return hashlib.sha256(encoder.encode(dataclasses.asdict(self))).hexdigest()
-
-    def tables(self) -> dict[str, pa.Table]:
-        """The dimension tables (`dim_*`) as Arrow tables; ids are the external ids."""
-        return _tables(self)
-
+from pipelines.lib.paths import PathError, format_path, parse_path
 
 # --- YAML: numbers and times are kept as the text written, so nothing goes through a float ---
 
@@ -820,114 +677,3 @@ def load_config(config_dir: Path) -> Config:
 
 # A process loads the same unchanged directory many times (planning, assets, checks): parse once.
 _CACHE: dict[Path, tuple[tuple, Config]] = {}
-
-
-# --- Arrow tables ---
-
-_TIME = pa.timestamp("us", tz="UTC")
-_CREDITS = pa.decimal128(38, 6)
-_TEXT = pa.string()
-
-
-def _table(columns: dict[str, pa.DataType], rows: list[tuple]) -> pa.Table:
-    schema = pa.schema(list(columns.items()))
-    return pa.Table.from_pylist([dict(zip(columns, row, strict=True)) for row in rows], schema)
-
-
-def _json(metadata: dict) -> str:
-    return _JSON.encode(metadata).decode()
-
-
-def _tables(config: Config) -> dict[str, pa.Table]:
-    rules = [r for p in config.products for r in p.pricing]
-    assignments = [(a, s.customer_id) for s in config.seats for a in s.assignments]
-    return {
-        "dim_currency": _table(
-            {"currency": _TEXT, "name": _TEXT}, [(c.key, c.name) for c in config.currencies]
-        ),
-        "dim_customer": _table(
-            {"customer_id": _TEXT, "name": _TEXT, "metadata": _TEXT},
-            [(c.external_id, c.name, _json(c.metadata)) for c in config.customers],
-        ),
-        "dim_product": _table(
-            {"product_id": _TEXT, "name": _TEXT, "metadata": _TEXT},
-            [(p.external_id, p.name, _json(p.metadata)) for p in config.products],
-        ),
-        "dim_pricing_rule": _table(
-            {
-                "rule_id": _TEXT,
-                "product_id": _TEXT,
-                "event_name": _TEXT,
-                "currency": _TEXT,
-                "credit_cost": _CREDITS,
-                "quantity_path": _TEXT,
-                "quantity_pointer": _TEXT,
-                "valid_from": _TIME,
-                "valid_until": _TIME,
-            },
-            [
-                (
-                    r.rule_id,
-                    r.product_id,
-                    r.event,
-                    r.currency,
-                    r.credit_cost,
-                    r.quantity_path,
-                    None
-                    if r.quantity_path is None
-                    else to_json_pointer(parse_path(r.quantity_path)),
-                    r.valid_from,
-                    r.valid_until,
-                )
-                for r in rules
-            ],
-        ),
-        "dim_user": _table(
-            {"customer_id": _TEXT, "user_id": _TEXT, "name": _TEXT, "metadata": _TEXT},
-            [(u.customer_id, u.external_id, u.name, _json(u.metadata)) for u in config.users],
-        ),
-        "dim_seat": _table(
-            {"seat_id": _TEXT, "customer_id": _TEXT}, [(s.id, s.customer_id) for s in config.seats]
-        ),
-        "dim_seat_assignment": _table(
-            {
-                "seat_id": _TEXT,
-                "customer_id": _TEXT,
-                "user_id": _TEXT,
-                "valid_from": _TIME,
-                "valid_until": _TIME,
-            },
-            [(a.seat_id, c, a.user_id, a.valid_from, a.valid_until) for a, c in assignments],
-        ),
-        "dim_credit_grant": _table(
-            {
-                "grant_id": _TEXT,
-                "customer_id": _TEXT,
-                "seat_id": _TEXT,
-                "recipient_type": _TEXT,
-                "recipient_id": _TEXT,
-                "currency": _TEXT,
-                "amount": _CREDITS,
-                "starts_at": _TIME,
-                "expires_at": _TIME,
-                "priority": pa.int32(),
-                "origin": _TEXT,
-            },
-            [
-                (
-                    g.id,
-                    g.customer_id,
-                    g.seat_id,
-                    "organization" if g.seat_id is None else "seat",
-                    g.seat_id or g.customer_id,
-                    g.currency,
-                    g.amount,
-                    g.starts_at,
-                    g.expires_at,
-                    g.priority,
-                    g.origin,
-                )
-                for g in config.grants
-            ],
-        ),
-    }

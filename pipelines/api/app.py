@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipelines.api import openapi, read, routes_ref
+from pipelines.api import openapi, read, resources
 from pipelines.api.errors import ApiError, bad_request, not_found
 from pipelines.api.http import (
     DEFAULT_MAX_BODY,
@@ -254,7 +254,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/experimental/analytics/query", analytics_query),
     ("GET", "/experimental/analytics/schema", analytics_schema),
     ("GET", "/experimental/analytics/signals/metadata", signals_metadata),
-    *routes_ref.ROUTES,
+    *resources.ROUTES,
 ]
 
 

@@ -269,7 +269,7 @@ def test_files_in_small_ranges_and_batches_keep_lines_sources_and_counts(
     """Ranges of a few bytes (lines cross every boundary, one is longer than a read, the last has
     no newline), batches spanning files, landing in the background: each file's report, each bad
     line's number and each row's source are those of one plain pass over the lines."""
-    monkeypatch.setattr(signals, "CHUNK_BYTES", 100)
+    monkeypatch.setattr(signals.readers, "CHUNK_BYTES", 100)
     long_data = {"external_user_id": "usr_1", "pad": "x" * 70_000}  # > 64 KiB: rejected
     files = []
     for n in range(3):

@@ -1,0 +1,43 @@
+"""The `tally` command: thin wrappers over `pipelines.lib`, with progress and one-line errors.
+
+The commands live in the modules beside this one, by what they are for; importing them registers
+them on the one Typer app (`pipelines.cli.common.app`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# The commands, registered on the app in the order `tally --help` lists them.
+# isort: off
+from pipelines.cli import billing  # noqa: F401
+from pipelines.cli import analysts  # noqa: F401
+from pipelines.cli import servers  # noqa: F401
+from pipelines.cli import demo  # noqa: F401
+
+# isort: on
+from pipelines.cli.common import app, err
+from pipelines.cli.demo import _demo_summary  # noqa: F401 - tests call it in a subprocess
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - one line for people; TALLY_DEBUG=1 for the traceback
+        if os.environ.get("TALLY_DEBUG"):
+            raise
+        from pipelines.lib.lake import LegacyLakeError
+
+        if isinstance(exc, LegacyLakeError):  # raised from deep inside a run: still a user error
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        err.print(
+            f"[bold red]error:[/] {type(exc).__name__}: {exc} (TALLY_DEBUG=1 shows details)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)

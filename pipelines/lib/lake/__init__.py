@@ -40,10 +40,8 @@ import struct
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 import numpy as np
 import pyarrow as pa
@@ -68,89 +66,30 @@ from pipelines.lib.index import COMMITTING, open_index
 if TYPE_CHECKING:
     import polars as pl
     from pyiceberg.table import Table
+from pipelines.lib.lake.errors import LEGACY_CATALOG, IntegrityError, LandingError, LegacyLakeError  # noqa: F401
+from pipelines.lib.lake.iceberg import (  # noqa: F401
+    _fsync_commit,
+    _kind_of,
+    expire_snapshots,
+    file_uri,
+    local_path,
+)
+from pipelines.lib.lake.integrity import verify_files  # noqa: F401
+from pipelines.lib.lake.schema import (  # noqa: F401
+    INCOMING_COLUMNS,
+    REJECT_SCHEMA,
+    REJECTS,
+    SIGNAL_SCHEMA,
+    SIGNALS,
+    LakeFile,
+    LandResult,
+    _signal_ids,
+    signal_id,
+)
 
-SIGNALS = "signals"
-REJECTS = "rejects"
 COMPACT_FANIN = 4  # merge a size tier once it holds this many files
 SMALL_BATCH = 20_000  # rows up to which duplicates are found with plain lists (HTTP requests)
 GC_GRACE_SECONDS = float(os.environ.get("TALLY_GC_GRACE_SECONDS", "600"))
-
-SIGNAL_SCHEMA = pa.schema(
-    [
-        ("seq", pa.int64()),
-        ("signal_id", pa.string()),
-        ("received_at", pa.timestamp("us", tz="UTC")),
-        ("timestamp", pa.timestamp("us", tz="UTC")),
-        ("event_name", pa.string()),
-        ("customer_id", pa.string()),
-        ("external_customer_id", pa.string()),
-        ("product_id", pa.string()),
-        ("external_product_id", pa.string()),
-        ("customer_unit", pa.string()),
-        ("data", pa.string()),
-        ("idempotency_key", pa.string()),
-        ("is_duplicate", pa.bool_()),
-        ("duplicate_of", pa.string()),
-        ("source", pa.string()),
-    ]
-)
-REJECT_SCHEMA = pa.schema(
-    [
-        ("received_at", pa.timestamp("us", tz="UTC")),
-        ("source", pa.string()),
-        ("location", pa.string()),
-        ("reason", pa.string()),
-        ("raw", pa.string()),
-    ]
-)
-# What a validated batch must carry before landing assigns ids, times and duplicate flags.
-INCOMING_COLUMNS = [
-    "timestamp",
-    "event_name",
-    "customer_id",
-    "external_customer_id",
-    "product_id",
-    "external_product_id",
-    "customer_unit",
-    "data",
-    "idempotency_key",
-]
-
-
-@dataclass(frozen=True)
-class LandResult:
-    """What one landing committed: the numbers the caller acknowledges."""
-
-    ingested: int
-    duplicates: int
-    failed: int
-    batch: int | None
-    # Per accepted signal, in the order given to `land`: True where it was a duplicate.
-    duplicate_flags: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class LakeFile:
-    """One live data file of a lake table. `path` is a local path or an `s3://` URL."""
-
-    path: str
-    kind: str
-    date: str
-    rows: int
-    min_seq: int
-    max_seq: int
-    batch: int
-    data_file: object = field(default=None, compare=False, repr=False)
-
-
-def signal_id(seq: int) -> str:
-    """The public id of the signal landed with sequence number `seq` (time-ordered, unique)."""
-    return f"sig_{seq:016d}"
-
-
-def _signal_ids(seqs: pa.Array) -> pa.Array:
-    padded = pc.utf8_lpad(pc.cast(seqs, pa.string()), 16, "0")
-    return pc.binary_join_element_wise("sig_", padded, "")
 
 
 def _idem_key(key: str) -> bytes:
@@ -180,17 +119,6 @@ def _sources(table: pa.Table, source: str) -> pa.Array:
     if "source" in table.column_names:
         return table["source"].cast(pa.string())
     return pa.repeat(pa.scalar(source, pa.string()), table.num_rows)
-
-
-LEGACY_CATALOG = "_catalog"  # the LMDB catalog of the earlier format (`tally migrate`)
-
-
-class LegacyLakeError(RuntimeError):
-    """The lake still has the earlier format."""
-
-
-class LandingError(RuntimeError):
-    """A batch could not be written (nothing of it was kept or acknowledged)."""
 
 
 SNAPSHOT_RETENTION_ENV = "TALLY_SNAPSHOT_RETENTION_HOURS"
@@ -870,33 +798,6 @@ class Lake:
         }
 
 
-class IntegrityError(RuntimeError):
-    """A file the catalog lists is missing or not what was written."""
-
-
-def verify_files(index, files: list[tuple[str, int]], lake: Lake, deep: bool) -> list[str]:
-    """`Lake.verify` for (path, size the catalog records) pairs: size always; the checksum when
-    `deep`, or when a local file's modification time is not the one recorded."""
-    recorded = index.sums([p for p, _ in files])
-    problems = []
-    for path, size in files:
-        found = lake.stat_of(path)
-        if found is None:
-            problems.append(f"{path}: missing")
-            continue
-        actual, mtime_ns = found
-        if actual != size:
-            problems.append(f"{path}: {actual:,} bytes, the catalog records {size:,}")
-            continue
-        known = recorded.get(path)
-        if known is None:
-            continue
-        changed = mtime_ns is not None and mtime_ns != known[1]
-        if (deep or changed) and lake.digest_of(path) != known[2]:
-            problems.append(f"{path}: its content changed since it was written (checksum)")
-    return problems
-
-
 def release(root: Path) -> None:
     """Close what this process caches for the lake at `root` (tests that open many lakes)."""
     from pipelines.lib.index import close_env
@@ -904,55 +805,3 @@ def release(root: Path) -> None:
     root = Path(root)
     forget(storage(root))
     close_env(root / "_index")
-
-
-def expire_snapshots(table: Table, keep: int, older_than: dt.datetime | None = None) -> int:
-    """Expire a table's snapshots beyond the newest `keep` (and, if given, only those older than
-    `older_than`); the current snapshot always stays. Returns how many were expired."""
-    snapshots = sorted(table.metadata.snapshots, key=lambda s: s.timestamp_ms)
-    doomed = snapshots[: max(len(snapshots) - keep, 0)]
-    if older_than is not None:
-        limit = older_than.timestamp() * 1000
-        doomed = [s for s in doomed if s.timestamp_ms < limit]
-    current = table.metadata.current_snapshot_id
-    ids = [s.snapshot_id for s in doomed if s.snapshot_id != current]
-    if ids:
-        table.maintenance.expire_snapshots().by_ids(ids).commit()
-    return len(ids)
-
-
-def _kind_of(path: str) -> str:
-    """The lake table a landed file belongs to (by its location)."""
-    return SIGNALS if f"/{SIGNALS}/data/" in path else REJECTS
-
-
-def file_uri(path: str) -> str:
-    """A catalog location for a path (local paths become file:// URIs)."""
-    return "file://" + path if path.startswith("/") else path
-
-
-def local_path(uri: str) -> str:
-    """The path of a file:// location (other locations unchanged)."""
-    return urlparse(uri).path if uri.startswith("file:") else uri
-
-
-def _fsync_commit(table: Table) -> None:
-    """fsync what an Iceberg commit wrote on a local disk (metadata, manifest list, manifests)
-    and their directories: the catalog (fsync'd by SQLite) must never point at a lost file."""
-    snapshot = table.current_snapshot()
-    paths = {local_path(table.metadata_location)}
-    if snapshot is not None:
-        paths.add(local_path(snapshot.manifest_list))
-        paths.update(
-            local_path(m.manifest_path)
-            for m in snapshot.manifests(table.io)
-            if m.added_snapshot_id == snapshot.snapshot_id
-        )
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    for directory in {str(Path(p).parent) for p in paths}:
-        fsync_dir(Path(directory))

@@ -355,7 +355,7 @@ def test_balances_fit_80_columns_and_use_the_room_there_is(home):
 
 def test_demo_summary_spent_is_the_whole_period_and_hints_keep_home(home):
     code = (
-        "from pathlib import Path; from pipelines.cli import _demo_summary; "
+        "from pathlib import Path; from pipelines.cli.demo import _demo_summary; "
         "from pipelines.lib.home import Home; "
         f"_demo_summary(Home(Path({str(home.root)!r})))"
     )

@@ -18,7 +18,6 @@ from pipelines.cli import demo  # noqa: F401
 
 # isort: on
 from pipelines.cli.common import app, err
-from pipelines.cli.demo import _demo_summary  # noqa: F401 - tests call it in a subprocess
 
 
 def main() -> None:

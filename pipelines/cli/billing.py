@@ -262,6 +262,6 @@ def worker(
     storage, the catalog and the bucket)."""
     from pipelines.lib.workers import worker_main
 
-    h = _home(home)
+    _home(home)
     with _user_errors():
-        worker_main(concurrency, name, config_dir=h.root / "dagster" / "celery")
+        worker_main(concurrency, name)

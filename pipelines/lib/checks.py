@@ -16,7 +16,7 @@ from pipelines.lib.config import Config
 from pipelines.lib.files import write_bytes_atomic
 from pipelines.lib.home import Home
 from pipelines.lib.lake import Lake
-from pipelines.lib.ledger import ledger_dir
+from pipelines.lib.ledger import output_files
 from pipelines.lib.pricing import fact_signal_files, shard_view
 from pipelines.lib.shards import ONE, Shard
 from pipelines.lib.sql import connect, load_sql
@@ -39,11 +39,7 @@ def conservation(home: Home, config: Config, last_day: str, shard: Shard = ONE) 
         for p in sorted((home.engine_dir / "balance_snapshot").glob("date=*/*.parquet"))
         if p.parent.name.removeprefix("date=") <= last_day and shard.owns(p)
     ]
-    state = [
-        p
-        for p in sorted(ledger_dir(home.engine_dir, "grant_balance", last_day).glob("*.parquet"))
-        if shard.owns(p)
-    ]
+    state = output_files(home.engine_dir, "grant_balance", last_day, [shard])
     if not balance or not state:
         return []
     con.read_parquet([str(p) for p in balance]).create_view("balance")

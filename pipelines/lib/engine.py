@@ -32,7 +32,7 @@ from pipelines.lib.config import Config, load_config
 from pipelines.lib.files import file_digest
 from pipelines.lib.home import Home
 from pipelines.lib.lake import IntegrityError, Lake, verify_files
-from pipelines.lib.ledger import LedgerDays, checkpoint_exists, ledger_dir, run_ledger
+from pipelines.lib.ledger import LedgerDays, checkpoint_exists, output_files, run_ledger
 from pipelines.lib.pricing import PricedDay, fact_signal_files, merge, prepare, price_day
 from pipelines.lib.shards import Shard, all_shards, ensure_layout, shard_count
 from pipelines.lib.sql import connect, load_sql
@@ -184,12 +184,7 @@ def _priced_files(home: Home, day: str, shards: list[Shard]) -> list[Path]:
 
 def _ledger_files(home: Home, day: str, shards: list[Shard] | None = None) -> list[Path]:
     """The ledger's outputs of `day`, of `shards` (default: every shard's)."""
-    found = [
-        p
-        for name in LEDGER_OUTPUTS
-        for p in sorted(ledger_dir(home.engine_dir, name, day).glob("*.parquet"))
-    ]
-    return found if shards is None else [p for p in found if any(s.owns(p) for s in shards)]
+    return [p for name in LEDGER_OUTPUTS for p in output_files(home.engine_dir, name, day, shards)]
 
 
 def record_outputs(lake: Lake, paths: list[Path]) -> None:
@@ -244,7 +239,12 @@ def ledger(
         )
     lake = Lake(home.lake)
     days = day_range(date.fromisoformat(first), last)
-    reads = [f for day in days for s in shards for f in fact_signal_files(home.engine_dir, day, s)]
+    reads = [
+        f
+        for day in days
+        for f in fact_signal_files(home.engine_dir, day)
+        if any(s.owns(f) for s in shards)
+    ]
     resumed = _ledger_files(home, previous, shards) if checkpoint else []
     check_outputs(lake, reads + resumed)
     con = connect()

@@ -44,13 +44,8 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Home:
     return Home(Path(chosen).expanduser().resolve())
 
 
-INSTANCE_YAML = """\
-# Dagster's instance for this Tally home (written by `tally`; edit freely, it is kept).
-storage:
-  custom:
-    module: pipelines.lib.instance
-    class: HomeSqliteStorage
-    config: {}
+# The parts both instances share: run artifacts and compute logs in the home, pools of one slot.
+_HOME_FILES = """\
 local_artifact_storage:
   module: pipelines.lib.instance
   class: HomeArtifactStorage
@@ -59,12 +54,27 @@ compute_logs:
   module: pipelines.lib.instance
   class: HomeComputeLogManager
   config: {}
-concurrency:
+"""
+_POOLS_AND_TELEMETRY = """\
   pools:
     default_limit: 1
 telemetry:
   enabled: false
 """
+
+INSTANCE_YAML = (
+    """\
+# Dagster's instance for this Tally home (written by `tally`; edit freely, it is kept).
+storage:
+  custom:
+    module: pipelines.lib.instance
+    class: HomeSqliteStorage
+    config: {}
+"""
+    + _HOME_FILES
+    + "concurrency:\n"
+    + _POOLS_AND_TELEMETRY
+)
 
 
 DAGSTER_STORAGE_ENV = "TALLY_DAGSTER_STORAGE"
@@ -72,7 +82,8 @@ DAGSTER_STORAGE_ENV = "TALLY_DAGSTER_STORAGE"
 # The shared deployment: runs, events and schedules in PostgreSQL (every host and worker sees the
 # same instance), runs launched from the UI, sensors and schedules queued and started by the
 # daemon a few at a time. The URL stays in the environment, never in the file.
-SHARED_INSTANCE_YAML = """\
+SHARED_INSTANCE_YAML = (
+    """\
 # Dagster's instance for this Tally home on PostgreSQL (written by `tally` because
 # TALLY_DAGSTER_STORAGE is set; edit freely, it is kept).
 storage:
@@ -82,22 +93,11 @@ storage:
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
-local_artifact_storage:
-  module: pipelines.lib.instance
-  class: HomeArtifactStorage
-  config: {}
-compute_logs:
-  module: pipelines.lib.instance
-  class: HomeComputeLogManager
-  config: {}
-concurrency:
-  runs:
-    max_concurrent_runs: 4
-  pools:
-    default_limit: 1
-telemetry:
-  enabled: false
 """
+    + _HOME_FILES
+    + "concurrency:\n  runs:\n    max_concurrent_runs: 4\n"
+    + _POOLS_AND_TELEMETRY
+)
 
 
 def ensure_instance(home_root: Path) -> Path:

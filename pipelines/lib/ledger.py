@@ -147,6 +147,14 @@ def ledger_dir(engine_dir: Path, output: str, day: str) -> Path:
     return engine_dir / output / f"date={day}"
 
 
+def output_files(
+    engine_dir: Path, output: str, day: str, shards: list[Shard] | None = None
+) -> list[Path]:
+    """A ledger output's files of `day`: every shard's, or those of `shards`."""
+    found = sorted(ledger_dir(engine_dir, output, day).glob("*.parquet"))
+    return found if shards is None else [p for p in found if any(s.owns(p) for s in shards)]
+
+
 def _path(engine_dir: Path, output: str, day: str, shard: Shard) -> Path:
     return ledger_dir(engine_dir, output, day) / f"data{shard.suffix}.parquet"
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
-from pathlib import Path
 
 import dagster as dg
 
@@ -93,21 +91,13 @@ def recon_job(name: str):
     return repo.get_reconstructable_job(name)
 
 
-def worker_main(concurrency: int, name: str | None = None, config_dir: Path | None = None) -> None:
+def worker_main(concurrency: int, name: str | None = None) -> None:
     """Run a Celery worker for billing-run steps in this process (`tally worker`): it takes
     steps from the `dagster` queue of the broker and runs each in a child process."""
     broker = os.environ.get(BROKER_ENV)
     if not broker:
         raise WorkerError(f"tally worker needs {BROKER_ENV} (e.g. redis://host:6379/0)")
     backend = os.environ.get(BACKEND_ENV) or broker
-    if config_dir is not None:
-        # dagster_celery's app reads its settings from this module when it is importable.
-        config_dir.mkdir(parents=True, exist_ok=True)
-        (config_dir / "dagster_celery_config.py").write_text(
-            f"broker_url = {broker!r}\nresult_backend = {backend!r}\n"
-            "worker_prefetch_multiplier = 1\n"
-        )
-        sys.path.insert(0, str(config_dir))
     os.environ[EXECUTOR_ENV] = "celery"  # the definitions the worker loads use the same executor
     from dagster_celery.app import app
 

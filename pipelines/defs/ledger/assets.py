@@ -9,7 +9,7 @@ from pipelines.defs.landing.assets import credit_grants
 from pipelines.defs.partitions import DAILY, START
 from pipelines.defs.resources import TallyHome
 from pipelines.lib import engine
-from pipelines.lib.ledger import ledger_dir
+from pipelines.lib.ledger import output_files
 from pipelines.lib.shards import Shard
 from pipelines.lib.sql import connect, load_sql
 
@@ -24,15 +24,9 @@ def first_day_to_redo(instance: dg.DagsterInstance, before: str, shard: Shard) -
     return min(broken, default=None)
 
 
-def _files(engine_dir: Path, name: str, day: str, shard: Shard) -> list[Path]:
-    """The shard's files of a ledger output on `day`."""
-    found = sorted(ledger_dir(engine_dir, name, day).glob("*.parquet"))
-    return [p for p in found if shard.owns(p)]
-
-
 def _day_metadata(engine_dir: Path, days: list[str], shard: Shard) -> dict[str, dict]:
     """Per day: balance rows, closing balance and overage per currency, the 5 lowest balances."""
-    files = [str(f) for d in days for f in _files(engine_dir, "balance_snapshot", d, shard)]
+    files = [str(f) for d in days for f in output_files(engine_dir, "balance_snapshot", d, [shard])]
     out: dict[str, dict] = {
         d: {"row_count": 0, "closing": {}, "overage": {}, "lowest": []} for d in days
     }
@@ -56,7 +50,7 @@ def checkpoints(engine_dir: Path, days: list[str], shard: Shard) -> dict[str, st
     day starts from)."""
     out = {}
     for name in ("balance_snapshot", "grant_balance"):
-        files = [str(f) for d in days for f in _files(engine_dir, name, d, shard)]
+        files = [str(f) for d in days for f in output_files(engine_dir, name, d, [shard])]
         if not files:
             continue
         for day, digest in (

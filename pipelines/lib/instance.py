@@ -9,16 +9,28 @@ that directory. The shared deployment replaces `storage` with PostgreSQL (see do
 
 from __future__ import annotations
 
-import sqlite3
+import os
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dagster import Field, StringSource
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 from dagster._core.storage.root import LocalArtifactStorage
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
+from dagster._core.storage.sql import create_engine
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.sqlite_storage import (
+    DagsterSqliteStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+)
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from pipelines.lib.home import resolve_home
 
@@ -28,40 +40,93 @@ def dagster_dir(home: str | None = None) -> Path:
     return resolve_home(home).root / "dagster"
 
 
-_QUICK: set[Path] = set()  # the directories of the instances created below
-_ANCHORS: OrderedDict[str, sqlite3.Connection] = OrderedDict()  # the most recent files
-_MAX_ANCHORS = 16  # a long-lived process (daemon, webserver) sees a new file per run
+_ENGINES: OrderedDict[str, Engine] = OrderedDict()  # one engine per SQLite file, most recent last
+_MAX_ENGINES = 16  # a long-lived process (daemon, webserver) sees a new file per run
 
 
-@event.listens_for(Engine, "connect")
+def _engine(url: str, **connect_args) -> Engine:
+    """The process's engine for one of Dagster's SQLite files in a home.
+
+    Dagster's own SQLite classes create an engine for every operation, so every event of a run
+    opened a new connection and compiled its SQL again. Here each file keeps one engine, with its
+    statement cache and a small pool of open connections in WAL mode with `synchronous=NORMAL`
+    (a commit no longer waits for the disk): together about 20 ms an event here, most of a 60-day
+    billing run's orchestration time. A power loss can lose the last run events, never billing
+    data (the lake and the engine's files are written and fsync'd by Tally): a lost
+    materialization record only makes a day run again. A forked child drops the pooled
+    connections it inherited (`_after_fork`)."""
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = create_engine(url, pool_size=2, max_overflow=-1, connect_args=connect_args)
+        event.listen(engine, "connect", _quick_commits)
+        _ENGINES[url] = engine
+        while len(_ENGINES) > _MAX_ENGINES:
+            _ENGINES.popitem(last=False)[1].dispose()
+    else:
+        _ENGINES.move_to_end(url)
+    return engine
+
+
 def _quick_commits(connection, _record) -> None:
-    """Dagster's SQLite files in WAL mode with `synchronous=NORMAL`: a commit no longer waits
-    for the disk (about 40 ms an event here, most of a billing run's orchestration time). A power
-    loss can lose the last run events, never billing data (the lake and the engine's files are
-    written and fsync'd by Tally): a lost materialization record only makes a day run again."""
-    if not _QUICK or not isinstance(connection, sqlite3.Connection):
-        return
-    files = [row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"]
-    if files and files[0] and any(Path(files[0]).is_relative_to(d) for d in _QUICK):
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        if files[0] in _ANCHORS:
-            _ANCHORS.move_to_end(files[0])
-        else:
-            # Dagster opens a connection per operation; the last one to close checkpoints the
-            # WAL (an fsync). One connection kept open per file makes closing cheap.
-            anchor = sqlite3.connect(files[0], check_same_thread=False)
-            anchor.execute("PRAGMA schema_version").fetchall()  # maps the WAL index: holds it
-            _ANCHORS[files[0]] = anchor
-            while len(_ANCHORS) > _MAX_ANCHORS:
-                _ANCHORS.popitem(last=False)[1].close()
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+
+
+def _after_fork() -> None:
+    for engine in _ENGINES.values():
+        engine.dispose(close=False)  # the parent's connections stay the parent's
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+@contextmanager
+def _transaction(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+class _RunStorage(SqliteRunStorage):
+    def connect(self) -> Iterator[Connection]:  # ty: ignore[invalid-method-override]
+        return _transaction(_engine(self._conn_string))
+
+
+class _ScheduleStorage(SqliteScheduleStorage):
+    def connect(self) -> Iterator[Connection]:  # ty: ignore[invalid-method-override]
+        return _transaction(_engine(self._conn_string))
+
+
+class _EventLogStorage(SqliteEventLogStorage):
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        with self._db_lock:
+            engine = _engine(self.conn_string_for_shard(shard), timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with _transaction(engine) as conn:
+                yield conn
+
+    def wipe(self) -> None:
+        mine = self.conn_string_for_shard("_").removesuffix("_.db")
+        for url in [u for u in _ENGINES if u.startswith(mine)]:
+            _ENGINES.pop(url).dispose()  # Dagster deletes the files: no connection may hold them
+        super().wipe()
 
 
 _OPTIONAL_BASE = {"base_dir": Field(StringSource, is_required=False)}
 
 
 class HomeSqliteStorage(DagsterSqliteStorage):
-    """Dagster's SQLite storage, by default in `<TALLY_HOME>/dagster`."""
+    """Dagster's SQLite storage, by default in `<TALLY_HOME>/dagster`, each file with one engine."""
+
+    def __init__(self, base_dir: str, inst_data=None):  # Dagster's, with the classes above
+        self.base_dir = base_dir
+        self._run_storage = _RunStorage.from_local(_runs_directory(base_dir))
+        self._event_log_storage = _EventLogStorage(_event_logs_directory(base_dir))
+        self._schedule_storage = _ScheduleStorage.from_local(_schedule_directory(base_dir))
+        self._inst_data = inst_data
+        super(DagsterSqliteStorage, self).__init__()
 
     @classmethod
     def config_type(cls):
@@ -70,8 +135,7 @@ class HomeSqliteStorage(DagsterSqliteStorage):
     @classmethod
     def from_config_value(cls, inst_data, config_value):
         base = config_value.get("base_dir") or str(dagster_dir())
-        _QUICK.add(Path(base).resolve())
-        return DagsterSqliteStorage.from_local(base_dir=base, inst_data=inst_data)
+        return cls.from_local(base_dir=base, inst_data=inst_data)
 
 
 class HomeArtifactStorage(LocalArtifactStorage):

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import TYPE_CHECKING
 
-import dagster as dg
+if TYPE_CHECKING:
+    import dagster as dg
 
 EXECUTOR_ENV = "TALLY_EXECUTOR"
 WORKERS_ENV = "TALLY_WORKERS"
@@ -49,6 +51,8 @@ def workers() -> int:
 
 def executor() -> dg.ExecutorDefinition:
     """The billing run's executor, as the environment selects it (read when the code loads)."""
+    import dagster as dg  # here: `tally run` reads the settings above before loading Dagster
+
     name = executor_name()
     if name == "celery":
         from dagster_celery import celery_executor

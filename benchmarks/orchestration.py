@@ -89,8 +89,9 @@ def step_seconds(home: Path) -> float:
     """The sum of the durations of every successful step recorded in the home's Dagster."""
     import tempfile
 
-    import dagster as dg
     from dagster._core.instance.ref import InstanceRef
+
+    import dagster as dg
 
     with tempfile.TemporaryDirectory() as no_config:  # plain SQLite storage in <home>/dagster
         ref = InstanceRef.from_dir(str(home / "dagster"), config_dir=no_config)

@@ -113,8 +113,6 @@ def measure(code: Path | None, landed: Path, work: Path, repeat: int) -> dict:
         shutil.copytree(landed, home)
         settle(code, home)
         env = {"TALLY_HOME": str(home), "TALLY_NOW": "2026-12-01T06:00:00Z"}
-        if code is not None:
-            env["TALLY_DAGSTER_STORAGE"] = str(home / "dagster")
         full.append(run_cli(code, ["run"], **env))
         steps.append(step_seconds(home))
         noop.append(run_cli(code, ["run"], **env))

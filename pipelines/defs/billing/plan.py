@@ -22,13 +22,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import dagster as dg
 from dagster._core.definitions.data_version import (
     DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,
 )
-from dagster._core.events import DagsterEventType
+from dagster._core.events import (
+    AssetObservationData,
+    DagsterEvent,
+    DagsterEventBatchMetadata,
+    DagsterEventType,
+    generate_event_batch_id,
+)
+from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
+import dagster as dg
 from pipelines.lib import engine, workers
 from pipelines.lib.config import Config
 from pipelines.lib.home import Home
@@ -84,22 +91,27 @@ def _latest(instance: dg.DagsterInstance, key, event, days, tags, before=None) -
 
 
 def observe(instance: dg.DagsterInstance, home: Home, config: Config, days: list[str]) -> int:
-    """Record an observation for every (source, day) whose version changed; how many."""
-    recorded = 0
+    """Record an observation for every (source, day) whose version changed; how many. They are
+    runless events, as `instance.report_runless_asset_event` records them, written as one batch."""
+    events = []
     for key, versions in source_versions(home, config, days).items():
         known = _latest(instance, key, _OBS, days, [DATA_VERSION_TAG])
         for day, version in versions.items():
-            if known.get(day, {}).get(DATA_VERSION_TAG) == version:
-                continue
-            instance.report_runless_asset_event(
-                dg.AssetObservation(
-                    asset_key=key,
-                    partition=day,
-                    tags={DATA_VERSION_TAG: version, DATA_VERSION_IS_USER_PROVIDED_TAG: "true"},
+            if known.get(day, {}).get(DATA_VERSION_TAG) != version:
+                tags = {DATA_VERSION_TAG: version, DATA_VERSION_IS_USER_PROVIDED_TAG: "true"}
+                observation = dg.AssetObservation(asset_key=key, partition=day, tags=tags)
+                events.append(
+                    DagsterEvent(
+                        event_type_value=_OBS.value,
+                        event_specific_data=AssetObservationData(observation),
+                        job_name=RUNLESS_JOB_NAME,
+                    )
                 )
-            )
-            recorded += 1
-    return recorded
+    batch = generate_event_batch_id()
+    for i, event in enumerate(events):
+        end = DagsterEventBatchMetadata(batch, i == len(events) - 1)
+        instance.report_dagster_event(event, run_id=RUNLESS_RUN_ID, batch_metadata=end)
+    return len(events)
 
 
 def _updated_since(instance, dep: dg.AssetKey, event, pointers: dict[str, int], days) -> set[str]:

@@ -93,6 +93,8 @@ def step_seconds(home: Path) -> float:
 
     import dagster as dg
 
+    if not (home / "dagster").is_dir():
+        raise FileNotFoundError(f"{home} has no Dagster directory: was it run?")
     with tempfile.TemporaryDirectory() as no_config:  # plain SQLite storage in <home>/dagster
         ref = InstanceRef.from_dir(str(home / "dagster"), config_dir=no_config)
         with dg.DagsterInstance.from_ref(ref) as instance:

@@ -89,9 +89,8 @@ def step_seconds(home: Path) -> float:
     """The sum of the durations of every successful step recorded in the home's Dagster."""
     import tempfile
 
-    from dagster._core.instance.ref import InstanceRef
-
     import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
 
     if not (home / "dagster").is_dir():
         raise FileNotFoundError(f"{home} has no Dagster directory: was it run?")

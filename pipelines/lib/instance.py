@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from dagster import Field, StringSource
 from dagster._core.events import ASSET_EVENTS, BATCH_WRITABLE_EVENTS
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
@@ -34,7 +35,6 @@ from dagster._core.storage.sqlite_storage import (
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from dagster import Field, StringSource
 from pipelines.lib.home import resolve_home
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import dagster as dg
 from dagster._core.definitions.data_version import (
     DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,
@@ -35,7 +36,6 @@ from dagster._core.events import (
 )
 from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
-import dagster as dg
 from pipelines.lib import engine, workers
 from pipelines.lib.config import Config
 from pipelines.lib.home import Home

@@ -10,6 +10,7 @@ that directory. The shared deployment replaces `storage` with PostgreSQL (see do
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ def dagster_dir(home: str | None = None) -> Path:
 
 _ENGINES: OrderedDict[str, Engine] = OrderedDict()  # one engine per SQLite file, most recent last
 _MAX_ENGINES = 16  # a long-lived process (daemon, webserver) sees a new file per run
+_ENGINES_LOCK = threading.Lock()
 
 
 def _engine(url: str, **connect_args) -> Engine:
@@ -58,16 +60,17 @@ def _engine(url: str, **connect_args) -> Engine:
     data (the lake and the engine's files are written and fsync'd by Tally): a lost
     materialization record only makes a day run again. A forked child drops the pooled
     connections it inherited (`_after_fork`)."""
-    engine = _ENGINES.get(url)
-    if engine is None:
-        engine = create_engine(url, pool_size=2, max_overflow=-1, connect_args=connect_args)
-        event.listen(engine, "connect", _quick_commits)
-        _ENGINES[url] = engine
-        while len(_ENGINES) > _MAX_ENGINES:
-            _ENGINES.popitem(last=False)[1].dispose()
-    else:
-        _ENGINES.move_to_end(url)
-    return engine
+    with _ENGINES_LOCK:  # the webserver and the daemon ask from many threads
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = create_engine(url, pool_size=2, max_overflow=-1, connect_args=connect_args)
+            event.listen(engine, "connect", _quick_commits)
+            _ENGINES[url] = engine
+            while len(_ENGINES) > _MAX_ENGINES:
+                _ENGINES.popitem(last=False)[1].dispose()  # connections in use finish first
+        else:
+            _ENGINES.move_to_end(url)
+        return engine
 
 
 def _quick_commits(connection, _record) -> None:
@@ -76,6 +79,8 @@ def _quick_commits(connection, _record) -> None:
 
 
 def _after_fork() -> None:
+    global _ENGINES_LOCK
+    _ENGINES_LOCK = threading.Lock()  # another thread may have held it at the fork
     for engine in _ENGINES.values():
         engine.dispose(close=False)  # the parent's connections stay the parent's
 
@@ -136,8 +141,9 @@ class _EventLogStorage(SqliteEventLogStorage):
 
     def wipe(self) -> None:
         mine = self.conn_string_for_shard("_").removesuffix("_.db")
-        for url in [u for u in _ENGINES if u.startswith(mine)]:
-            _ENGINES.pop(url).dispose()  # Dagster deletes the files: no connection may hold them
+        with _ENGINES_LOCK:
+            for url in [u for u in _ENGINES if u.startswith(mine)]:
+                _ENGINES.pop(url).dispose()  # Dagster deletes the files: no connection holds them
         super().wipe()
 
 

@@ -121,8 +121,6 @@ def ingest(
     h = _home(home)
     total_bytes = sum(f.stat().st_size for f in files)
     pool = worker_pool(workers) if total_bytes > 8 << 20 and workers > 1 else None
-    if pool is not None:
-        pool.submit(int).result()  # start the workers before the catalog is opened (fork safety)
     lake = Lake(h.lake)
     total = IngestReport()
 

@@ -222,8 +222,6 @@ def ingest_files(
             raise IngestError(f"{path}: no such file")
         if path.suffix.lower() not in SUFFIXES:
             raise IngestError(f"{path}: unsupported file type (expected {', '.join(SUFFIXES)})")
-    if pool is not None:
-        pool.submit(int).result()  # fork the workers before the landing thread starts
     lander = _Lander(lake, background=pool is not None)
     batcher = _Batcher(lander, batch_rows, on_errors)
     reports = []
@@ -253,6 +251,10 @@ def ingest_files(
 
 
 def worker_pool(workers: int | None = None) -> ProcessPoolExecutor:
-    """Processes for validating large JSONL files (fork: they inherit the imported modules)."""
+    """Processes for validating large JSONL files (fork: they inherit the imported modules),
+    started at once: they fork before the caller opens the catalog or starts the landing thread
+    (a fork copies neither safely)."""
     n = workers or min(os.cpu_count() or 1, 4)
-    return ProcessPoolExecutor(max_workers=n, mp_context=get_context("fork"))
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=get_context("fork"))
+    pool.submit(int).result()  # a fork pool starts all its processes on its first task
+    return pool

@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.lib.lake import Lake
-from pipelines.lib.signals import ingest_signals
+from pipelines.landing.ingest import ingest_signals
+from pipelines.landing.lake import Lake
 
 
 def _batch(b: int) -> list[dict]:

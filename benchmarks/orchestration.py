@@ -80,7 +80,7 @@ def run_cli(code: Path | None, args: list[str], ok=(0,), **env: str) -> float:
 def settle(code: Path | None, home: Path) -> None:
     """Open the copied lake once, untimed: a copied home first re-registers its files (Iceberg
     metadata holds absolute paths), a one-off that a home in place never pays."""
-    script = f"from pipelines.lib.lake import Lake; Lake({str(home / 'lake')!r})"
+    script = f"from pipelines.landing.lake import Lake; Lake({str(home / 'lake')!r})"
     environ = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
     subprocess.run([sys.executable, "-c", script], env=environ, cwd=code, check=True)
 

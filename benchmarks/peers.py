@@ -44,8 +44,8 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 
 from benchmarks.harness import Bench, python
-from pipelines.lib.config import Config, load_config
-from pipelines.lib.paths import Segment, parse_path
+from pipelines.pricing.config import Config, load_config
+from pipelines.pricing.paths import Segment, parse_path
 
 ENGINES = ("chdb", "polars", "python")
 LIBRARIES = {"chdb": "chdb", "polars": "polars", "python": "pyarrow.parquet"}
@@ -344,8 +344,8 @@ def chdb_totals(files: list[str], config: Config) -> Totals:
 
 def tally_totals(home: Path, max_seq: int | None = None) -> Totals:
     """Tally's `fact_signal` (the published warehouse of `home`) summed per customer and day."""
-    from pipelines.lib.lake import signal_id
-    from pipelines.lib.sql import connect
+    from pipelines.core.sql import connect
+    from pipelines.landing.schema import signal_id
 
     last_id = None if max_seq is None else signal_id(max_seq)
     con = connect(home / "warehouse.duckdb", read_only=True)
@@ -363,7 +363,7 @@ def differing_groups(peer: Totals, tally: Totals) -> int:
 
 def compute(engine: str, home: Path, max_seq: int | None = None) -> Totals:
     """One peer's totals over the lake of `home`, with the configuration of `home`."""
-    from pipelines.lib.lake import Lake
+    from pipelines.landing.lake import Lake
 
     files = [str(f.path) for f in Lake(home / "lake").files()]
     config = load_config(home / "config")
@@ -377,7 +377,7 @@ def compute(engine: str, home: Path, max_seq: int | None = None) -> Totals:
 def python_sample(home: Path) -> int | None:
     """The last sequence number of the plain-Python sample: the first PYTHON_SAMPLE landed
     signals (None: all of them)."""
-    from pipelines.lib.lake import Lake
+    from pipelines.landing.lake import Lake
 
     files = Lake(home / "lake").files()
     if sum(f.rows for f in files) <= PYTHON_SAMPLE:

@@ -44,7 +44,8 @@ from benchmarks.harness import (
 
 def lake_counts(home: Path) -> tuple[int, int, list[str]]:
     """(accepted rows landed, duplicates included; rejected rows; the signal files) of `home`."""
-    from pipelines.lib.lake import REJECTS, Lake
+    from pipelines.landing.lake import Lake
+    from pipelines.landing.schema import REJECTS
 
     lake = Lake(home / "lake")
     files = lake.files()
@@ -54,7 +55,7 @@ def lake_counts(home: Path) -> tuple[int, int, list[str]]:
 
 def json_floor(files: list[str]) -> float:
     """DuckDB scanning the landed files while extracting one JSON key from every signal."""
-    from pipelines.lib.sql import connect
+    from pipelines.core.sql import connect
 
     con = connect()
     t = time.perf_counter()
@@ -89,7 +90,7 @@ def land_and_run(bench: Bench) -> None:
 
 def breakdowns(bench: Bench) -> None:
     """Figure 5: a breakdown by a hot key and by an arbitrary data key (best of 3, warm)."""
-    from pipelines.lib.analytics import breakdown
+    from pipelines.warehouse.analytics import breakdown
 
     for key, name, label in (
         ("hot", "team", "a hot key"),

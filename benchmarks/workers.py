@@ -68,7 +68,7 @@ def tally(home: Path, args: list[str], ok=(0,), **env: str) -> tuple[float, floa
 
 
 def digest(home: Path) -> tuple:
-    from pipelines.lib.sql import connect
+    from pipelines.core.sql import connect
 
     con = connect(home / "warehouse.duckdb", read_only=True)
     try:

@@ -1,6 +1,6 @@
 -- breakdown: signals, quantity and credits of the priced signals grouped by the requested keys
 -- and currency (figures are never added across currencies). The key_terms placeholder holds
--- one term per --by key plus `currency`, built by pipelines/lib/analytics.py from a fixed
+-- one term per --by key plus `currency`, built by pipelines/warehouse/analytics.py from a fixed
 -- vocabulary only: a built-in column, a hot_key_<n> column, or json_extract(data, $k<n>) with the
 -- key's JSON pointer bound as a parameter. Keys and filters never become SQL text. --from and
 -- --to are UTC days, whatever the session's TimeZone.

@@ -1,6 +1,6 @@
 -- check_first_copy: charged rows of view `unverified` that are not the first copy of their
 -- idempotency key the lake received (zero rows = pass). The set-based twin of the lake index
--- lookups in pipelines/lib/checks.py, used when most of the lake is being verified at once.
+-- lookups in pipelines/billing/checks.py, used when most of the lake is being verified at once.
 -- Inputs: view `unverified` (fact_signal parts), view `lake_keys` (idempotency_key, seq of every
 -- landed signal, duplicates included).
 WITH charged AS (

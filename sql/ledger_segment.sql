@@ -2,7 +2,7 @@
 -- Inputs: view `fact` (fact_signal rows of the days being processed) and `dim_credit_grant`.
 -- A recipient's boundaries are its grants' starts and expiries, plus every UTC midnight. Between
 -- two boundaries the grants in force do not change, so only the sum of the spends matters: the
--- burn-down (pipelines/lib/ledger.py) then works on segments, never on single signals.
+-- burn-down (pipelines/ledger/burndown.py) then works on segments, never on single signals.
 -- A spend at exactly a boundary instant falls in the segment that starts there: at one instant,
 -- expiries and grant starts come before spends.
 -- Most (recipient, currency, day)s hold no boundary after midnight: their spends are summed per

@@ -2,7 +2,7 @@
 -- Inputs: view `landed` (the day's lake files), the dim_* tables, `rule` (dim_pricing_rule plus the
 -- 1-based `path_index` of its quantity pointer in $pointers). $pointers[1] is always
 -- '/external_user_id'; data is parsed once per signal, for every pointer at the same time.
--- The hot_columns placeholder is filled by pipelines/lib/pricing.py with `x[<j>] AS hot_key_<i>` (integers
+-- The hot_columns placeholder is filled by pipelines/pricing/price.py with `x[<j>] AS hot_key_<i>` (integers
 -- only): the configured hot keys' JSON values, kept as columns for fast breakdowns.
 WITH seat_cover_raw AS (
     -- When each user's seat carries a seat grant, per currency: assignment ∩ grant intervals.

@@ -1,7 +1,7 @@
 -- report_balance: every pool and seat at the end of $as_of (the last ledger day) with its burn
 -- rate (average credits spent per day over its last $burn_days ledger days) and the days its
 -- available credits last at that rate; flags recipients in overage or nearing zero (fewer than
--- $near_days days left). For `tally report` (pipelines/lib/report.py).
+-- $near_days days left). For `tally report` (pipelines/statements/report.py).
 WITH last_day AS (
     SELECT * FROM balance_snapshot WHERE date = $as_of
 ),

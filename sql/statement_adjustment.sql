@@ -1,4 +1,4 @@
--- statement_adjustment: corrections to closed months (period close, pipelines/lib/closing.py).
+-- statement_adjustment: corrections to closed months (period close, pipelines/statements/closing.py).
 -- `statement_line` holds what the final statements said: per month, recipient and currency, the
 -- month's own figures (kind 'statement') and the adjustment lines each final statement carried
 -- for earlier months (kind 'adjustment'). A closed month is stated as its statement plus every

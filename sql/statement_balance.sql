@@ -1,4 +1,4 @@
--- statement_balance: each recipient's month in one row (statements, pipelines/lib/statements.py):
+-- statement_balance: each recipient's month in one row (statements, pipelines/statements/statement.py):
 -- the opening balance (the closing balance of the last ledger day before the month, 0 before the
 -- recipient's first day), the month's granted, spent and expired, and the closing balance,
 -- available credits and overage of the last ledger day up to the month's end. A recipient whose

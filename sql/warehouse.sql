@@ -1,14 +1,14 @@
 -- warehouse: the tables and views analysts query in data/warehouse.duckdb (docs/warehouse.md).
 -- Published into a new file that replaces the old one atomically, so an analyst holding the old
 -- file open keeps a consistent snapshot and never blocks the pipeline. dim_* tables come from the
--- config; every comment comes from pipelines/lib/warehouse.py (docs/schema.md is made from them).
+-- config; every comment comes from pipelines/warehouse/publish.py (docs/schema.md is made from them).
 --
 -- Portable: no view holds an absolute path. Each reads its files through internal.files(), i.e.
 -- relative to internal.home(): the session variable `tally_home` when set (every `tally` command
 -- sets it to the directory the warehouse sits in), else the directory it was published in (the
 -- {home} literal). A copied or moved home works in `tally`; in another client run
 -- `SET VARIABLE tally_home = '/the/new/home'` (or `tally run` there, which republishes it).
--- The {name} placeholders are quoted literals filled in by pipelines/lib/warehouse.py: each
+-- The {name} placeholders are quoted literals filled in by pipelines/warehouse/publish.py: each
 -- source's file glob relative to the home (or an empty file of the right schema while it has no
 -- files yet); {hot_key_*} list the hot-key columns (identifiers quoted by warehouse.py).
 --
@@ -99,7 +99,7 @@ LEFT JOIN (
     QUALIFY date = max(date) OVER ()
 ) AS b USING (grant_id);
 
--- What the final monthly statements said (pipelines/lib/closing.py): per month, recipient and
+-- What the final monthly statements said (pipelines/statements/closing.py): per month, recipient and
 -- currency the month's own figures (kind 'statement') and the adjustment lines each carried for
 -- earlier months (kind 'adjustment').
 CREATE VIEW statement_line AS

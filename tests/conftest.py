@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
+from pipelines.core.home import Home
+from pipelines.landing.lake import Lake
 
 # --- hypothesis: one profile for every property test --------------------------------------------
 # Property tests run whole engine runs per example, so no per-example deadline, and fixtures they

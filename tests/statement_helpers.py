@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.lib import lake as lake_module
-from pipelines.lib.config import load_config
-from pipelines.lib.engine import run_engine
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
-from pipelines.lib.signals import ingest_file, ingest_signals
-from pipelines.lib.warehouse import publish
+from pipelines.billing.engine import run_engine
+from pipelines.core.home import Home
+from pipelines.landing import lake as lake_module
+from pipelines.landing.ingest import ingest_signals
+from pipelines.landing.lake import Lake
+from pipelines.landing.readers import ingest_file
+from pipelines.pricing.config import load_config
 from pipelines.synth import synth
+from pipelines.warehouse.publish import publish
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -12,12 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.lib.analytics import AnalyticsError, breakdown, data_keys
-from pipelines.lib.engine import run_engine
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
-from pipelines.lib.signals import ingest_signals
-from pipelines.lib.warehouse import publish
+from pipelines.billing.engine import run_engine
+from pipelines.core.home import Home
+from pipelines.landing.ingest import ingest_signals
+from pipelines.landing.lake import Lake
+from pipelines.pricing.config import load_config
+from pipelines.warehouse.analytics import AnalyticsError, breakdown, data_keys
+from pipelines.warehouse.publish import publish
 
 NASTY = ["a.b", "with space", 'quote"d', "it's", "é/ü~x", "a'); DROP TABLE x; --", "Team"]
 CONFIG = """
@@ -58,9 +59,7 @@ def warehouse(tmp_path_factory) -> Path:
         )
     ingest_signals(Lake(home.lake), signals)
     run_engine(home)
-    return publish(
-        home, __import__("pipelines.lib.config", fromlist=["x"]).load_config(home.config_dir)
-    )
+    return publish(home, load_config(home.config_dir))
 
 
 def totals(path: Path, where: str = "TRUE", params: dict | None = None) -> tuple:
@@ -218,7 +217,7 @@ def test_reader_holding_the_warehouse_open_neither_blocks_nor_breaks(warehouse, 
         ],
     )
     run_engine(home)
-    publish(home, __import__("pipelines.lib.config", fromlist=["x"]).load_config(home.config_dir))
+    publish(home, load_config(home.config_dir))
     stop.set()
     reader.join()
     assert not errors, errors[:3]

@@ -21,8 +21,8 @@ from schemathesis.checks import not_a_server_error
 from starlette.testclient import TestClient
 
 from pipelines.api.app import create_app
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
+from pipelines.core.home import Home
+from pipelines.landing.lake import Lake
 
 TOKEN = "fuzz"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -14,9 +14,9 @@ from starlette.testclient import TestClient
 
 from pipelines.api import read
 from pipelines.api.app import create_app
-from pipelines.lib import limits
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
+from pipelines.core import limits
+from pipelines.core.home import Home
+from pipelines.landing.lake import Lake
 
 TOKEN = "tok"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -285,7 +285,7 @@ def test_bad_json_and_shapes_are_400(api: TestClient) -> None:
 
 
 def test_config_loader_refuses_times_outside_the_window(tmp_path: Path, monkeypatch) -> None:
-    from pipelines.lib.config import ConfigError, parse_config
+    from pipelines.pricing.config import ConfigError, parse_config
 
     monkeypatch.setenv("TALLY_NOW", NOW.isoformat())
     base = COMPANY + "grants:\n  - {id: g, customer: acme, currency: credits, amount: 1, %s}\n"
@@ -309,8 +309,8 @@ def test_config_loader_refuses_times_outside_the_window(tmp_path: Path, monkeypa
 
 
 def test_config_loader_file_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.lib.config import ConfigError, load_config
-    from pipelines.lib.config import loader as config
+    from pipelines.pricing.config import ConfigError, load_config
+    from pipelines.pricing.config import loader as config
 
     (tmp_path / "a.yaml").write_text(COMPANY)
     size = (tmp_path / "a.yaml").stat().st_size

@@ -22,9 +22,9 @@ import uvicorn
 from pipelines.api import http as api_http
 from pipelines.api import read, server
 from pipelines.api.app import create_app
-from pipelines.lib.config import load_config
-from pipelines.lib.home import Home
-from pipelines.lib.warehouse import publish
+from pipelines.core.home import Home
+from pipelines.pricing.config import load_config
+from pipelines.warehouse.publish import publish
 
 TOKEN = "tok"
 COMPANY = """

@@ -13,8 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from pipelines.api.app import create_app
-from pipelines.lib.home import Home
-from pipelines.lib.sql import connect
+from pipelines.core.home import Home
+from pipelines.core.sql import connect
 from tests.conftest import tally
 
 NOW = "2026-11-20T12:00:00Z"  # the last processed day is 2026-11-19

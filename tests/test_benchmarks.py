@@ -16,8 +16,8 @@ import pytest
 
 from benchmarks import incremental, peers, report, run, scaling
 from benchmarks.harness import Bench, Workload
-from pipelines.lib.config import parse_config
-from pipelines.lib.lake import SIGNAL_SCHEMA
+from pipelines.landing.schema import SIGNAL_SCHEMA
+from pipelines.pricing.config import parse_config
 
 FIGURES = {
     1: {"landing"},

@@ -1,4 +1,4 @@
-"""The publishing checks catch what they guard against (pipelines/lib/checks.py), and the
+"""The publishing checks catch what they guard against (pipelines/billing/checks.py), and the
 idempotency check re-verifies exactly the part files that are new or rewritten."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.lib import checks
-from pipelines.lib.config import load_config
-from pipelines.lib.engine import run_engine
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
-from pipelines.lib.pricing import fact_signal_files
-from pipelines.lib.signals import ingest_file
+from pipelines.billing import checks
+from pipelines.billing.engine import run_engine
+from pipelines.core.home import Home
+from pipelines.landing.lake import Lake
+from pipelines.landing.readers import ingest_file
+from pipelines.pricing.config import load_config
+from pipelines.pricing.price import fact_signal_files
 from pipelines.synth import synth
 
 DAY = "2026-11-02"

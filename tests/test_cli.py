@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from conftest import tally
 
-from pipelines.lib.sql import connect
+from pipelines.core.sql import connect
 
 NOW = "2026-11-15T06:00:00Z"  # the demo's data ends on 2026-11-14: yesterday, for these tests
 
@@ -199,7 +199,7 @@ def iceberg_outputs_match_the_warehouse(home: Path) -> None:
     exactly the warehouse's rows (same count, same credits)."""
     from pyiceberg.catalog.sql import SqlCatalog
 
-    from pipelines.lib.catalog import s3_properties, storage
+    from pipelines.storage.catalog import s3_properties, storage
 
     where = storage(home / "lake")
     props = {"uri": where.catalog_uri, "warehouse": where.warehouse_uri}
@@ -214,8 +214,8 @@ def iceberg_outputs_match_the_warehouse(home: Path) -> None:
 
 
 def test_the_engine_outputs_are_iceberg_tables(demo_home):
-    from pipelines.lib import outputs
-    from pipelines.lib.home import Home
+    from pipelines.core.home import Home
+    from pipelines.warehouse import outputs
 
     iceberg_outputs_match_the_warehouse(demo_home)
     # Publishing again costs nothing: no day's files changed since the run published them.

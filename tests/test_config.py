@@ -1,4 +1,4 @@
-"""Tests for pipelines.lib.config: loading and validating `<config_dir>/*.yaml`."""
+"""Tests for pipelines.pricing.config: loading and validating `<config_dir>/*.yaml`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.lib.config import (
+from pipelines.pricing.config import (
     Config,
     ConfigError,
     Currency,

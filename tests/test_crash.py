@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from pipelines.lib.lake import Lake
-from pipelines.lib.signals import ingest_signals
+from pipelines.landing.ingest import ingest_signals
+from pipelines.landing.lake import Lake
 
 WRITER = r"""
 import sys
 from pathlib import Path
-from pipelines.lib.lake import Lake
-from pipelines.lib.signals import ingest_signals
+from pipelines.landing.lake import Lake
+from pipelines.landing.ingest import ingest_signals
 sys.path.insert(0, sys.argv[3])
 from test_crash import batch
 lake = Lake(Path(sys.argv[1]))
@@ -34,7 +34,7 @@ READER = r"""
 import glob, sys, time, os
 from pathlib import Path
 import pyarrow.parquet as pq
-from pipelines.lib.lake import Lake
+from pipelines.landing.lake import Lake
 lake = Lake(Path(sys.argv[1]))
 reads = errors = 0
 deadline = time.time() + 120

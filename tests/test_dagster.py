@@ -26,12 +26,13 @@ import duckdb
 import pytest
 import yaml
 
-from pipelines.lib import lake as lake_module
-from pipelines.lib.config import load_config
-from pipelines.lib.engine import run_engine
-from pipelines.lib.home import Home, ensure_instance
-from pipelines.lib.lake import Lake
-from pipelines.lib.signals import ingest_file, ingest_signals
+from pipelines.billing.engine import run_engine
+from pipelines.core.home import Home, ensure_instance
+from pipelines.landing import lake as lake_module
+from pipelines.landing.ingest import ingest_signals
+from pipelines.landing.lake import Lake
+from pipelines.landing.readers import ingest_file
+from pipelines.pricing.config import load_config
 from pipelines.synth import synth
 
 START = date(2026, 11, 1)
@@ -424,7 +425,7 @@ def test_blocking_checks_stop_the_run_before_publishing(
 ) -> None:
     """A pricing bug that drops a signal, or charges a key twice, fails its check: the ledger
     and the warehouse do not run."""
-    from pipelines.lib import engine
+    from pipelines.billing import engine
 
     home = new_home("dagster", workload.config_dir)
     land_files(home, workload.signal_files)
@@ -499,7 +500,7 @@ def test_the_up_to_date_memo_holds_only_while_nothing_changed(
 ) -> None:
     """`tally run` remembers Dagster's "nothing to do"; any input or any Dagster event since
     (a run from the UI) makes it ask Dagster again."""
-    from pipelines.lib import uptodate
+    from pipelines.billing import uptodate
 
     home = new_home("dagster", workload.config_dir)
     land_files(home, workload.signal_files[:3])

@@ -1,4 +1,4 @@
-"""Faults at deterministic points (pipelines/lib/faults.py): a landing killed inside its commit is
+"""Faults at deterministic points (pipelines/core/faults.py): a landing killed inside its commit is
 retried exactly once, a full disk is one line and leaves nothing behind, and a billing run killed
 while publishing leaves the published warehouse readable and unchanged."""
 
@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import tally
 
-from pipelines.lib.home import Home
-from pipelines.lib.lake import REJECTS, SIGNALS, Lake, release
-from pipelines.lib.sql import connect
+from pipelines.core.home import Home
+from pipelines.core.sql import connect
+from pipelines.landing.lake import Lake, release
+from pipelines.landing.schema import REJECTS, SIGNALS
 
 KILLED = 137
 
@@ -204,7 +205,7 @@ def test_duckdb_full_disk_errors_are_recognised(tmp_path: Path):
     """DuckDB reports a full disk as text (IOException): `no_space` must read it."""
     import duckdb
 
-    from pipelines.lib.files import WriteError, atomic, no_space
+    from pipelines.storage.files import WriteError, atomic, no_space
 
     con = duckdb.connect()
     with pytest.raises(duckdb.IOException) as raised:

@@ -37,11 +37,11 @@ from hypothesis import event as hyp_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.lib import lake as lake_module
-from pipelines.lib.engine import run_engine
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
-from pipelines.lib.signals import ingest_signals
+from pipelines.billing.engine import run_engine
+from pipelines.core.home import Home
+from pipelines.landing import lake as lake_module
+from pipelines.landing.ingest import ingest_signals
+from pipelines.landing.lake import Lake
 
 # ------------------------------------------------------------------------------ the company
 

@@ -17,9 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import tally
 
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake, LegacyLakeError
-from pipelines.lib.sql import connect
+from pipelines.core.home import Home
+from pipelines.core.sql import connect
+from pipelines.landing.errors import LegacyLakeError
+from pipelines.landing.lake import Lake
 
 DATA = Path(__file__).parent / "data" / "legacy_lake"
 NOW = "2026-11-20T06:00:00Z"

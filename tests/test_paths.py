@@ -1,4 +1,4 @@
-"""Tests for pipelines.lib.paths: the one JSON path parser and its DuckDB JSON Pointer binding."""
+"""pipelines.pricing.paths: the one JSON path parser and its DuckDB JSON Pointer binding."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.lib.paths import PathError, canonical, format_path, parse_path, to_json_pointer
+from pipelines.pricing.paths import PathError, canonical, format_path, parse_path, to_json_pointer
 
 # --- parse_path: accepted forms ---
 

@@ -7,10 +7,10 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from pipelines.lib.engine import run_engine
-from pipelines.lib.lake import Lake
-from pipelines.lib.pricing import exact_number
-from pipelines.lib.signals import ingest_signals
+from pipelines.billing.engine import run_engine
+from pipelines.landing.ingest import ingest_signals
+from pipelines.landing.lake import Lake
+from pipelines.pricing.price import exact_number
 
 CONFIG = """
 currencies: [{key: credits, name: Credits}]

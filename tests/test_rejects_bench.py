@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from benchmarks import rejects
-from pipelines.lib.lake import Lake
+from pipelines.landing.lake import Lake
 
 
 def test_rejects_benchmark_smoke(tmp_path: Path) -> None:

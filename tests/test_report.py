@@ -10,8 +10,8 @@ import pytest
 from conftest import tally
 from statement_helpers import close_lake, make_home, november, render_in_chromium
 
-from pipelines.lib import report
-from pipelines.lib.home import Home
+from pipelines.core.home import Home
+from pipelines.statements import report
 
 
 @pytest.fixture(scope="module")

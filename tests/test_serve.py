@@ -26,7 +26,7 @@ from paid.errors import BadRequestError, ConflictError, NotFoundError
 from paid.types import CustomerByExternalId, ProductAttributeUpsert, ProductByExternalId, Signal
 from paid.types.product_pricing_input import ProductPricingInput_UsagePrepaidCredits
 
-from pipelines.lib.lake import Lake
+from pipelines.landing.lake import Lake
 
 TOKEN = "test-token-123"
 COMPANY = """

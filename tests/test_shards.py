@@ -14,11 +14,11 @@ import duckdb
 import pytest
 from conftest import tally, tally_env
 
-from pipelines.lib.engine import run_engine
-from pipelines.lib.home import Home
-from pipelines.lib.lake import release
-from pipelines.lib.shards import Shard, ShardError, ensure_layout, shard_count, shard_of
-from pipelines.lib.sql import connect
+from pipelines.billing.engine import run_engine
+from pipelines.billing.shards import Shard, ShardError, ensure_layout, shard_count, shard_of
+from pipelines.core.home import Home
+from pipelines.core.sql import connect
+from pipelines.landing.lake import release
 
 NOW = {"TALLY_NOW": "2026-11-10T06:00:00Z"}
 OUTPUTS = ("fact_signal", "signal_rollup", "balance_snapshot", "grant_balance", "credit_event")

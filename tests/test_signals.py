@@ -15,16 +15,11 @@ from conftest import start_tally
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.lib import signals
-from pipelines.lib.lake import Lake
-from pipelines.lib.signals import (
-    IngestError,
-    ingest_file,
-    ingest_files,
-    ingest_signals,
-    validate,
-    worker_pool,
-)
+from pipelines.landing import readers
+from pipelines.landing.ingest import ingest_signals
+from pipelines.landing.lake import Lake
+from pipelines.landing.readers import IngestError, ingest_file, ingest_files, worker_pool
+from pipelines.landing.validate import validate
 
 EXACT = '{"n": 12345678901234567890, "x": 0.1, "Team": "a", "team": "b", "u": "é"}'
 
@@ -269,7 +264,7 @@ def test_files_in_small_ranges_and_batches_keep_lines_sources_and_counts(
     """Ranges of a few bytes (lines cross every boundary, one is longer than a read, the last has
     no newline), batches spanning files, landing in the background: each file's report, each bad
     line's number and each row's source are those of one plain pass over the lines."""
-    monkeypatch.setattr(signals.readers, "CHUNK_BYTES", 100)
+    monkeypatch.setattr(readers, "CHUNK_BYTES", 100)
     long_data = {"external_user_id": "usr_1", "pad": "x" * 70_000}  # > 64 KiB: rejected
     files = []
     for n in range(3):
@@ -368,7 +363,7 @@ def test_validate_is_pure_and_keeps_order():
 
 
 def test_compaction_bounds_files_and_keeps_every_row(lake, monkeypatch):
-    monkeypatch.setattr("pipelines.lib.lake.GC_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr("pipelines.landing.lake.GC_GRACE_SECONDS", 0.0)
     for b in range(60):
         ingest_signals(lake, [sig(idempotencyKey=f"{b}-{i}") for i in range(3)])
     files = lake.files()
@@ -427,13 +422,13 @@ def test_recovery_rolls_a_committed_batch_forward(lake, monkeypatch):
 @settings(max_examples=40)
 def test_small_and_large_batch_duplicate_paths_agree(batches, tmp_path_factory):
     """HTTP-sized batches find duplicates with lists, file-sized ones with Polars: same flags."""
-    from pipelines.lib import lake as lake_module
+    from pipelines.landing import dedup
 
     results = []
     for small in (0, 1_000_000):
         lake = Lake(tmp_path_factory.mktemp("lake"))
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(lake_module, "SMALL_BATCH", small)
+            patch.setattr(dedup, "SMALL_BATCH", small)
             for batch in batches:
                 ingest_signals(lake, [sig(idempotencyKey=k) for k in batch])
         results.append(

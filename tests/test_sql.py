@@ -1,10 +1,10 @@
-"""The one templating rule for SQL text (pipelines.lib.sql.render)."""
+"""The one templating rule for SQL text (pipelines.core.sql.render)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipelines.lib import sql
+from pipelines.core import sql
 
 
 def test_render_fills_every_placeholder_and_only_those(monkeypatch):

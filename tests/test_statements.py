@@ -16,12 +16,13 @@ import pytest
 from conftest import tally
 from statement_helpers import close_lake, land, make_home, november, render_in_chromium, run
 
-from pipelines.lib import clock, closing, render
-from pipelines.lib.config import load_config
-from pipelines.lib.home import Home
-from pipelines.lib.statements import Month, StatementError, decode
-from pipelines.lib.warehouse import publish
+from pipelines.core import clock
+from pipelines.core.home import Home
+from pipelines.pricing.config import load_config
+from pipelines.statements import closing, render
+from pipelines.statements.statement import Month, StatementError, decode
 from pipelines.synth import synth
+from pipelines.warehouse.publish import publish
 
 NOV, DEC = Month.parse("2026-11"), Month.parse("2026-12")
 IN_GRACE = datetime(2026, 12, 2, tzinfo=UTC)  # November has ended but is still open

@@ -14,10 +14,10 @@ import polars as pl
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
-from pipelines.lib.catalog import s3_properties, storage
-from pipelines.lib.lake import Lake, release, snapshot_retention
-from pipelines.lib.signals import ingest_signals
-from pipelines.lib.sql import connect
+from pipelines.core.sql import connect
+from pipelines.landing.ingest import ingest_signals
+from pipelines.landing.lake import Lake, release, snapshot_retention
+from pipelines.storage.catalog import s3_properties, storage
 
 
 def sig(key: str | None, day: int = 3, **extra) -> dict:
@@ -73,8 +73,8 @@ def test_what_lands_is_what_another_iceberg_reader_sees(shared_lake: Lake, stora
 WRITER = r"""
 import sys
 from pathlib import Path
-from pipelines.lib.lake import Lake
-from pipelines.lib.signals import ingest_signals
+from pipelines.landing.lake import Lake
+from pipelines.landing.ingest import ingest_signals
 lake = Lake(Path(sys.argv[1]))
 who = sys.argv[2]
 for b in range(15):
@@ -111,7 +111,7 @@ def test_compaction_and_snapshot_expiry_keep_every_row(shared_lake: Lake, monkey
     for b in range(24):
         ingest_signals(lake, [sig(f"{b}-{i}") for i in range(3)])
     assert len(lake.files()) <= 6  # size tiers merged, one replace commit each
-    monkeypatch.setattr("pipelines.lib.lake.GC_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr("pipelines.landing.lake.GC_GRACE_SECONDS", 0.0)
     expired = lake.maintain(retention=timedelta(0), keep=1)
     assert expired["signals"] > 0
     assert len(lake.table("signals").metadata.snapshots) == 1

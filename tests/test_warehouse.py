@@ -19,16 +19,12 @@ import pytest
 from conftest import tally as run_tally
 from statement_helpers import close_lake, make_home
 
-from pipelines.lib.analytics import breakdown, data_keys
-from pipelines.lib.config import load_config
-from pipelines.lib.home import Home
-from pipelines.lib.sql import connect
-from pipelines.lib.warehouse import (
-    is_current,
-    publish,
-    sample_schema_markdown,
-)
+from pipelines.core.home import Home
+from pipelines.core.sql import connect
+from pipelines.pricing.config import load_config
 from pipelines.synth import synth
+from pipelines.warehouse.analytics import breakdown, data_keys
+from pipelines.warehouse.publish import is_current, publish, sample_schema_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN_VIEWS = (
@@ -157,7 +153,7 @@ def test_macros_are_per_currency_and_count_priced_signals(home):
 
 
 def test_report_signals_by_status_are_per_currency(home):
-    from pipelines.lib import report
+    from pipelines.statements import report
 
     built = report.build(home)
     pairs = [(r["status"], r["currency"]) for r in built.sections["statuses"]]
@@ -324,7 +320,7 @@ def test_hot_keys_are_columns_named_after_their_keys(home, tmp_path):
 def test_the_schema_page_is_current():
     page = (REPO / "docs" / "schema.md").read_text(encoding="utf-8")
     assert page == sample_schema_markdown(REPO / "data" / "config"), (
-        "docs/schema.md is stale: .venv/bin/python -m pipelines.lib.warehouse docs/schema.md"
+        "docs/schema.md is stale: .venv/bin/python -m pipelines.warehouse.publish docs/schema.md"
     )
 
 
@@ -356,7 +352,7 @@ def test_balances_fit_80_columns_and_use_the_room_there_is(home):
 def test_demo_summary_spent_is_the_whole_period_and_hints_keep_home(home):
     code = (
         "from pathlib import Path; from pipelines.cli.demo import _demo_summary; "
-        "from pipelines.lib.home import Home; "
+        "from pipelines.core.home import Home; "
         f"_demo_summary(Home(Path({str(home.root)!r})))"
     )
     env = {**os.environ, "COLUMNS": "200"}

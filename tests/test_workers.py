@@ -12,8 +12,8 @@ from pathlib import Path
 
 from conftest import tally, tally_command, tally_env
 
-from pipelines.lib.home import Home
-from pipelines.lib.sql import connect
+from pipelines.core.home import Home
+from pipelines.core.sql import connect
 
 NOW = {"TALLY_NOW": "2026-11-10T06:00:00Z"}
 TABLES = {

@@ -42,11 +42,11 @@ from pipelines.api.http import (
 from pipelines.api.ingest import Committer, parse_bulk
 from pipelines.api.runner import Runner
 from pipelines.api.store import Store, iso
-from pipelines.lib.analytics import data_keys
-from pipelines.lib.clock import now
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
-from pipelines.lib.limits import MAX_QUERY_CHARS
+from pipelines.core.clock import now
+from pipelines.core.home import Home
+from pipelines.core.limits import MAX_QUERY_CHARS
+from pipelines.landing.lake import Lake
+from pipelines.warehouse.analytics import data_keys
 
 log = logging.getLogger(__name__)
 PREFIX = "/api/v2"
@@ -212,7 +212,7 @@ def signals_metadata(request: Request, api: Api) -> Response:
 def _dotted(path: str) -> str:
     """`$.a.b` as the Paid API writes paths (`a.b`) when every segment is a plain key; other
     paths (array indexes, keys with dots) keep Tally's unambiguous form (docs/concepts.md)."""
-    from pipelines.lib.paths import parse_path
+    from pipelines.pricing.paths import parse_path
 
     segments = parse_path(path)
     plain = all(isinstance(s, str) and s and "." not in s and '"' not in s for s in segments)

@@ -16,9 +16,9 @@ from starlette.responses import Response
 from pipelines.api.errors import ApiError, bad_request
 from pipelines.api.ingest import Committer
 from pipelines.api.store import Store
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
-from pipelines.lib.limits import MAX_DEPTH, MAX_OFFSET, depth
+from pipelines.core.home import Home
+from pipelines.core.limits import MAX_DEPTH, MAX_OFFSET, depth
+from pipelines.landing.lake import Lake
 
 DEFAULT_MAX_BODY = 32 << 20
 READ_TIMEOUT_S = float(os.environ.get("TALLY_READ_TIMEOUT", "30"))  # a request's whole body

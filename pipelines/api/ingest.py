@@ -24,9 +24,10 @@ import msgspec
 import pyarrow as pa
 
 from pipelines.api.errors import ApiError
-from pipelines.lib.lake import Lake
-from pipelines.lib.limits import MAX_DEPTH
-from pipelines.lib.signals import Validated, as_text, split_bulk, validate
+from pipelines.core.limits import MAX_DEPTH
+from pipelines.landing.ingest import as_text
+from pipelines.landing.lake import Lake
+from pipelines.landing.validate import Validated, split_bulk, validate
 
 MAX_GROUP_ROWS = 100_000
 SETTLE_SECONDS = 1.0

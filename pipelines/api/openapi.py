@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.lib.limits import MAX_DEPTH, MAX_ID, MAX_METADATA_BYTES, MAX_OFFSET
+from pipelines.core.limits import MAX_DEPTH, MAX_ID, MAX_METADATA_BYTES, MAX_OFFSET
 
 _STR = {"type": "string"}
 _ID = {"type": "string", "maxLength": MAX_ID}

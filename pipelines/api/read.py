@@ -20,9 +20,9 @@ import duckdb
 import msgspec
 
 from pipelines.api.errors import ApiError
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
-from pipelines.lib.sql import connect, load_sql
+from pipelines.core.home import Home
+from pipelines.core.sql import connect, load_sql
+from pipelines.landing.lake import Lake
 
 QUERY_ROW_CAP = 10_000
 QUERY_TIMEOUT_S = 30.0
@@ -127,7 +127,7 @@ def _json_cell(value: Any, type_name: str) -> Any:
 def _sandbox(home: Home) -> duckdb.DuckDBPyConnection:
     """Read-only warehouse connection that can read the home's Parquet and nothing else, within
     QUERY_MEMORY and without spilling to disk. It is an instance of its own (see
-    `pipelines.lib.sql.connect`), so locking its configuration affects no other reader."""
+    `pipelines.core.sql.connect`), so locking its configuration affects no other reader."""
     con = connect(home.warehouse, read_only=True)
     allowed = [str(d) + "/" for d in (home.engine_dir, home.lake, home.root / "statements")]
     con.execute("SET allowed_directories = $dirs", {"dirs": allowed})

@@ -13,9 +13,9 @@ import subprocess
 import sys
 import threading
 
-from pipelines.lib.clock import now
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
+from pipelines.core.clock import now
+from pipelines.core.home import Home
+from pipelines.landing.lake import Lake
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ from typing import Any
 import yaml
 
 from pipelines.api.errors import ApiError
-from pipelines.lib.clock import now
-from pipelines.lib.config import API_RECORDS, Config, ConfigError, load_config, parse_config
-from pipelines.lib.files import fsync_dir, write_bytes_atomic
-from pipelines.lib.limits import MAX_CONFIG_FILE_BYTES
+from pipelines.core.clock import now
+from pipelines.core.limits import MAX_CONFIG_FILE_BYTES
+from pipelines.pricing.config import API_RECORDS, Config, ConfigError, load_config, parse_config
+from pipelines.storage.files import fsync_dir, write_bytes_atomic
 
 API_FILE = "api.yaml"
 SECTIONS = (

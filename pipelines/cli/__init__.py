@@ -1,4 +1,4 @@
-"""The `tally` command: thin wrappers over `pipelines.lib`, with progress and one-line errors.
+"""The `tally` command: thin wrappers over the stage packages, with progress and one-line errors.
 
 The commands live in the modules beside this one, by what they are for; importing them registers
 them on the one Typer app (`pipelines.cli.common.app`).
@@ -55,7 +55,7 @@ def _command() -> None:
     except Exception as exc:  # noqa: BLE001 - one line for people; TALLY_DEBUG=1 for the traceback
         if os.environ.get("TALLY_DEBUG"):
             raise
-        from pipelines.lib.lake import LegacyLakeError
+        from pipelines.landing.errors import LegacyLakeError
 
         if isinstance(exc, LegacyLakeError):  # raised from deep inside a run: still a user error
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)

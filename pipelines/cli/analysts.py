@@ -12,13 +12,13 @@ import typer
 from pipelines.cli.common import (
     Format,
     HomeOpt,
-    _home,
-    _print_rows,
-    _write_output,
     app,
     err,
     fail,
+    open_home,
     out,
+    print_rows,
+    write_output,
 )
 
 
@@ -33,9 +33,9 @@ def balances(
     fmt: Format = "table",
 ) -> None:
     """Balances per customer, pool and seat at the end of a day, from the warehouse."""
-    from pipelines.lib.sql import connect
+    from pipelines.core.sql import connect
 
-    h = _home(home)
+    h = open_home(home)
     if not h.warehouse.exists():
         raise fail(f"no warehouse at {h.warehouse}: run `tally run` first")
     if as_of is not None:
@@ -57,11 +57,11 @@ def balances(
     if not rows and fmt == "table":
         raise fail(f"no balances on {day}" + (f" for customer {customer!r}" if customer else ""))
     if fmt != "table":
-        _print_rows(columns, rows, fmt)
+        print_rows(columns, rows, fmt)
         return
     # A table people read: one recipient column (the pool or the seat), short names when narrow.
     table_rows = [(r[0], "pool" if r[1] == "organization" else r[2], *r[3:]) for r in rows]
-    _print_rows(
+    print_rows(
         ["customer", "recipient", *columns[3:]],
         table_rows,
         fmt,
@@ -108,10 +108,10 @@ def breakdown(
     data (days are UTC)."""
     import msgspec
 
-    from pipelines.lib.analytics import AnalyticsError
-    from pipelines.lib.analytics import breakdown as run_breakdown
+    from pipelines.warehouse.analytics import AnalyticsError
+    from pipelines.warehouse.analytics import breakdown as run_breakdown
 
-    h = _home(home)
+    h = open_home(home)
     try:
         result = run_breakdown(
             h.warehouse,
@@ -144,7 +144,7 @@ def breakdown(
             record["credits"],
         ]
         rows.append(tuple(row))
-    _print_rows(
+    print_rows(
         [*keys, "signals", "quantity", "credits"],
         rows,
         fmt,
@@ -161,9 +161,9 @@ def keys(
     fmt: Format = "table",
 ) -> None:
     """The JSON paths seen in signal data per event, their types and counts, and spelling drift."""
-    from pipelines.lib.analytics import AnalyticsError, data_keys
+    from pipelines.warehouse.analytics import AnalyticsError, data_keys
 
-    h = _home(home)
+    h = open_home(home)
     try:
         report = data_keys(h.warehouse, event)
     except AnalyticsError as exc:
@@ -174,7 +174,7 @@ def keys(
         rows = [
             (*r[:4], *(t.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ") for t in r[4:])) for r in rows
         ]
-    _print_rows(
+    print_rows(
         columns,
         rows,
         fmt,
@@ -201,12 +201,12 @@ def schema(
 ) -> None:
     """The warehouse's tables, views, columns and macros with what they mean (Markdown, from the
     comments in warehouse.duckdb; docs/schema.md is the sample company's)."""
-    from pipelines.lib.warehouse import schema_markdown
+    from pipelines.warehouse.publish import schema_markdown
 
-    h = _home(home)
+    h = open_home(home)
     if not h.warehouse.exists():
         raise fail(f"no warehouse at {h.warehouse}: run `tally run` first")
-    _write_output(schema_markdown(h.warehouse), out_path, "the schema page")
+    write_output(schema_markdown(h.warehouse), out_path, "the schema page")
 
 
 @app.command()
@@ -229,10 +229,16 @@ def statement(
     """A customer's monthly statement: final once the month has closed (its end plus
     TALLY_STATEMENT_GRACE_DAYS, default 3) and the ledger has processed it, else open (and it
     says why). Finalizes the months that are due. PDF through headless Chromium."""
-    from pipelines.lib.clock import ClockError
-    from pipelines.lib.closing import statement as get_statement
-    from pipelines.lib.render import FORMATS, SUFFIXES, RenderError, html_to_pdf, statement_html
-    from pipelines.lib.statements import Month, StatementError
+    from pipelines.core.clock import ClockError
+    from pipelines.statements.closing import statement as get_statement
+    from pipelines.statements.render import (
+        FORMATS,
+        SUFFIXES,
+        RenderError,
+        html_to_pdf,
+        statement_html,
+    )
+    from pipelines.statements.statement import Month, StatementError
 
     kinds = "html, json, csv or pdf"
     if fmt is not None and fmt not in (*FORMATS, "pdf"):
@@ -250,7 +256,7 @@ def statement(
     fmt = fmt or "json"
     if fmt == "pdf" and out_path is None:
         raise fail("a PDF needs --out FILE.pdf")
-    h = _home(home)
+    h = open_home(home)
     try:
         doc = get_statement(h, customer, Month.parse(month))
     except (StatementError, ClockError) as exc:
@@ -265,9 +271,9 @@ def statement(
                 raise fail(str(exc)) from None
             err.print(f"wrote {what} to {out_path}", highlight=False, soft_wrap=True)
             return
-        _write_output(page, out_path, what)
+        write_output(page, out_path, what)
         return
-    _write_output(FORMATS[fmt](doc), out_path, what)
+    write_output(FORMATS[fmt](doc), out_path, what)
 
 
 @app.command()
@@ -281,9 +287,9 @@ def report(
 ) -> None:
     """One self-contained HTML overview: balances and burn rates, pools and seats nearing zero
     or in overage, expiring credits, and data-quality exceptions."""
-    from pipelines.lib.report import ReportError, write
+    from pipelines.statements.report import ReportError, write
 
-    h = _home(home)
+    h = open_home(home)
     target = out_path or h.root / "reports" / "report.html"
     try:
         built = write(h, target, days)

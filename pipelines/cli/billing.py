@@ -19,15 +19,15 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from pipelines.cli.common import HomeOpt, _config, _home, _user_errors, app, err, fail, out
-from pipelines.lib.home import Home
+from pipelines.cli.common import HomeOpt, app, err, fail, home_config, open_home, out, user_errors
+from pipelines.core.home import Home
 
 
-def _run(h: Home, through: str | None = None) -> bool:
+def billing_run(h: Home, through: str | None = None) -> bool:
     """Bring every billed day through `through` (default yesterday) up to date through the
     Dagster definitions, printing what each asset did."""
-    from pipelines.lib import uptodate
-    from pipelines.lib.clock import now
+    from pipelines.billing import uptodate
+    from pipelines.core.clock import now
 
     default = (now().date() - timedelta(days=1)).isoformat()
     if uptodate.holds(h, through or default):  # Dagster's last answer, and nothing changed
@@ -36,7 +36,7 @@ def _run(h: Home, through: str | None = None) -> bool:
     from pipelines.defs.billing import plan
     from pipelines.defs.partitions import DAILY
 
-    config = _config(h)
+    config = home_config(h)
     today = DAILY.get_last_partition_key() or "-"
     if through is not None:
         try:
@@ -82,7 +82,7 @@ def _run(h: Home, through: str | None = None) -> bool:
 
 def _report_unbilled(h: Home, first: str, last: str) -> None:
     """Say how many landed signals lie outside the billed days, and why."""
-    from pipelines.lib.lake import Lake
+    from pipelines.landing.lake import Lake
 
     files = Lake(h.lake).files()
     before = sum(f.rows for f in files if f.date < first)
@@ -112,13 +112,14 @@ def ingest(
     workers: Annotated[int, typer.Option(help="Validation processes for large JSONL files.")] = 2,
 ) -> None:
     """Validate and land signal files; prints ingested / duplicates / failed and each bad record."""
-    from pipelines.lib.lake import Lake
-    from pipelines.lib.signals import IngestReport, ingest_files, worker_pool
+    from pipelines.landing.ingest import IngestReport
+    from pipelines.landing.lake import Lake
+    from pipelines.landing.readers import ingest_files, worker_pool
 
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise fail(f"no such file: {', '.join(missing)}")
-    h = _home(home)
+    h = open_home(home)
     total_bytes = sum(f.stat().st_size for f in files)
     pool = worker_pool(workers) if total_bytes > 8 << 20 and workers > 1 else None
     lake = Lake(h.lake)
@@ -137,7 +138,7 @@ def ingest(
         TimeRemainingColumn(),
     ]
     with (
-        _user_errors(),
+        user_errors(),
         Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress,
     ):
         tasks: dict[Path, TaskID] = {}
@@ -176,10 +177,11 @@ def verify(
 ) -> None:
     """Check every file of the lake and of the published engine outputs against the size the
     catalog records and the checksum taken when it was written; one line per damaged file."""
-    from pipelines.lib import outputs
-    from pipelines.lib.lake import REJECTS, SIGNALS, Lake
+    from pipelines.landing.lake import Lake
+    from pipelines.landing.schema import REJECTS, SIGNALS
+    from pipelines.warehouse import outputs
 
-    h = _home(home)
+    h = open_home(home)
     lake = Lake(h.lake)
     with err.status("verifying the lake and the published outputs"):
         files = lake.files(kind=SIGNALS) + lake.files(kind=REJECTS)
@@ -199,9 +201,9 @@ def verify(
 def migrate(home: HomeOpt = None) -> None:
     """Move a lake of the earlier format (LMDB catalog) into the Iceberg tables, keeping every
     signal, sequence number, duplicate flag, reject and idempotency key; safe to run again."""
-    from pipelines.lib.migrate import migrate as move
+    from pipelines.landing.migrate import migrate as move
 
-    h = _home(home)
+    h = open_home(home)
     moved = move(h.lake, say=lambda line: err.print(line, highlight=False))
     if not moved:
         out.print("nothing to migrate: the lake already uses the Iceberg tables")
@@ -232,18 +234,18 @@ def run(
     ] = None,
 ) -> None:
     """Ask Dagster what is missing or unsynced through yesterday and materialize exactly that."""
-    from pipelines.lib.workers import EXECUTOR_ENV, WORKERS_ENV, executor_name
+    from pipelines.billing.workers import EXECUTOR_ENV, WORKERS_ENV, executor_name
 
     if workers is not None:  # read when the definitions load, below
         os.environ[WORKERS_ENV] = str(workers)
         if os.environ.get(EXECUTOR_ENV, "in_process") in ("", "in_process"):
             os.environ[EXECUTOR_ENV] = "multiprocess"
-    from pipelines.lib.clock import now
-    from pipelines.lib.shards import shard_count
+    from pipelines.billing.shards import shard_count
+    from pipelines.core.clock import now
 
-    with _user_errors():
+    with user_errors():
         executor_name(), shard_count(), now()  # a bad setting is one line, before anything runs
-    if not _run(_home(home), through):
+    if not billing_run(open_home(home), through):
         raise typer.Exit(1)
 
 
@@ -258,8 +260,8 @@ def worker(
     """Run a Celery worker that executes billing-run steps queued on TALLY_CELERY_BROKER (the
     shared deployment; start one or more on any host that reaches the broker, the Dagster
     storage, the catalog and the bucket)."""
-    from pipelines.lib.workers import worker_main
+    from pipelines.billing.workers import worker_main
 
-    _home(home)
-    with _user_errors():
+    open_home(home)
+    with user_errors():
         worker_main(concurrency, name)

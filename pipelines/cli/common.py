@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.lib.home import Home, resolve_home
+from pipelines.core.home import Home, resolve_home
 
 app = typer.Typer(
     help="Tally: credit metering for AI-agent signals (Paid-compatible).",
@@ -43,12 +43,12 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 @contextmanager
-def _user_errors():
-    from pipelines.lib.clock import ClockError
-    from pipelines.lib.lake import LandingError, LegacyLakeError
-    from pipelines.lib.shards import ShardError
-    from pipelines.lib.signals import IngestError
-    from pipelines.lib.workers import WorkerError
+def user_errors():
+    from pipelines.billing.shards import ShardError
+    from pipelines.billing.workers import WorkerError
+    from pipelines.core.clock import ClockError
+    from pipelines.landing.errors import LandingError, LegacyLakeError
+    from pipelines.landing.readers import IngestError
 
     try:
         yield
@@ -64,10 +64,10 @@ def _user_errors():
         raise fail(str(exc)) from None
 
 
-def _home(home: Path | None) -> Home:
+def open_home(home: Path | None) -> Home:
     """Resolve the home and point every layer (engine, Dagster) at it: Dagster's instance lives
     in `<home>/dagster` (created with its dagster.yaml on first use)."""
-    from pipelines.lib.home import ensure_instance
+    from pipelines.core.home import ensure_instance
 
     h = resolve_home(home)
     os.environ["TALLY_HOME"] = str(h.root)
@@ -78,8 +78,8 @@ def _home(home: Path | None) -> Home:
     return h
 
 
-def _config(h: Home):
-    from pipelines.lib.config import ConfigError, load_config
+def home_config(h: Home):
+    from pipelines.pricing.config import ConfigError, load_config
 
     try:
         return load_config(h.config_dir)
@@ -98,7 +98,7 @@ def _cell_text(v):
     return v.isoformat() if hasattr(v, "isoformat") else v
 
 
-def _print_rows(
+def print_rows(
     columns: list[str],
     rows: list[tuple],
     fmt: str,
@@ -192,12 +192,12 @@ def _print_table(columns, rows, title, missing, caption, short, drop, group) -> 
     out.print(table, highlight=False)
 
 
-def _write_output(text: str, out_path: Path | None, what: str) -> None:
+def write_output(text: str, out_path: Path | None, what: str) -> None:
     """`text` to `out_path` (replaced atomically) or, without one, to stdout."""
     if out_path is None:
         sys.stdout.write(text)
         return
-    from pipelines.lib.files import write_bytes_atomic
+    from pipelines.storage.files import write_bytes_atomic
 
     write_bytes_atomic(text.encode(), out_path)
     err.print(f"wrote {what} to {out_path}", highlight=False, soft_wrap=True)

@@ -11,9 +11,9 @@ from rich.progress import (
     Progress,
 )
 
-from pipelines.cli.billing import _run
-from pipelines.cli.common import HomeOpt, _home, _print_rows, app, err, fail, out
-from pipelines.lib.home import Home
+from pipelines.cli.billing import billing_run
+from pipelines.cli.common import HomeOpt, app, err, fail, open_home, out, print_rows
+from pipelines.core.home import Home
 
 
 @app.command()
@@ -58,11 +58,11 @@ def demo(home: HomeOpt = None) -> None:
     import shutil
     import tempfile
 
-    from pipelines.lib.lake import Lake
-    from pipelines.lib.signals import ingest_file
+    from pipelines.landing.lake import Lake
+    from pipelines.landing.readers import ingest_file
     from pipelines.synth import synth as run_synth
 
-    h = _home(home)
+    h = open_home(home)
     with tempfile.TemporaryDirectory(prefix="tally-demo-") as tmp:
         out.print("[bold]1. synth[/] a workload for the sample company (seed 7)")
         result = run_synth(Path(tmp))
@@ -84,7 +84,7 @@ def demo(home: HomeOpt = None) -> None:
                 f"   e.g. rejected {Path(location).name}: {reason}", highlight=False, markup=False
             )
     out.print("[bold]3. run[/] the batch billing run (Dagster: pricing, ledger, checks, warehouse)")
-    if not _run(h):
+    if not billing_run(h):
         raise typer.Exit(1)
     _demo_summary(h)
 
@@ -94,14 +94,14 @@ def _demo_summary(h: Home) -> None:
     the whole period, and the next commands (on this home)."""
     import shlex
 
-    from pipelines.lib.sql import connect
+    from pipelines.core.sql import connect
 
     con = connect(h.warehouse, read_only=True)
     rel = con.sql(
         "SELECT status, currency, count(*) AS signals, sum(credits) AS credits FROM fact_signal "
         "GROUP BY status, currency ORDER BY status <> 'priced', signals DESC, currency NULLS LAST"
     )
-    _print_rows(
+    print_rows(
         [d[0] for d in rel.description],
         rel.fetchall(),
         "table",
@@ -116,7 +116,7 @@ def _demo_summary(h: Home) -> None:
         "arg_max(closing_balance, date) AS closing, arg_max(overage, date) AS overage "
         "FROM balance_snapshot WHERE recipient_type = 'organization' GROUP BY ALL ORDER BY 1, 2"
     )
-    _print_rows(
+    print_rows(
         [d[0] for d in rel.description],
         rel.fetchall(),
         "table",

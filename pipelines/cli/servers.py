@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.common import HomeOpt, _home, app, fail, out
+from pipelines.cli.common import HomeOpt, app, fail, open_home, out
 
 
 @app.command()
@@ -24,7 +24,7 @@ def ui(
     import subprocess
     import time
 
-    h = _home(home)
+    h = open_home(home)
     dagster_home = Path(os.environ["DAGSTER_HOME"])
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(_workspace(dagster_home))]
     cmd += ["-h", host, "-p", str(port)]
@@ -100,7 +100,7 @@ def serve(
     from pipelines.api.app import create_app
     from pipelines.api.server import serve as serve_app
 
-    h = _home(home)
+    h = open_home(home)
     tokens = _tokens(token_file)
     h.config_dir.mkdir(parents=True, exist_ok=True)
     application = create_app(h, tokens, max_body_mb << 20, run_every or None)

@@ -13,10 +13,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from pipelines.lib.clock import NOW_ENV, now
-from pipelines.lib.config import ConfigError, load_config
-from pipelines.lib.engine import billing_start
-from pipelines.lib.home import resolve_home
+from pipelines.billing.engine import billing_start
+from pipelines.core.clock import NOW_ENV, now
+from pipelines.core.home import resolve_home
+from pipelines.pricing.config import ConfigError, load_config
 
 
 def first_billed_day() -> date:

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from pipelines.lib.config import Config, load_config
-from pipelines.lib.home import Home, resolve_home
+from pipelines.core.home import Home, resolve_home
+from pipelines.pricing.config import Config, load_config
 
 
 class TallyHome(dg.ConfigurableResource):

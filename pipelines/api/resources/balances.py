@@ -11,11 +11,11 @@ from starlette.responses import Response
 
 from pipelines.api import read
 from pipelines.api.http import Api, reply
-from pipelines.api.resources.common import SEAT_PRODUCT, _customer
-from pipelines.api.resources.customers import _customer_body
+from pipelines.api.resources.common import SEAT_PRODUCT, find_customer
+from pipelines.api.resources.customers import customer_body
 from pipelines.api.store import iso
-from pipelines.lib.clock import now
-from pipelines.lib.config import Seat
+from pipelines.core.clock import now
+from pipelines.pricing.config import Seat
 
 
 def _pools(api: Api, customer: str, names: dict[str, str]) -> list[dict[str, Any]]:
@@ -61,7 +61,7 @@ def _pools(api: Api, customer: str, names: dict[str, str]) -> list[dict[str, Any
 
 def balances(request: Request, api: Api) -> Response:
     config = api.store.config()
-    customer = _customer(config, request.path_params["ext"])
+    customer = find_customer(config, request.path_params["ext"])
     names = {c.key: c.name for c in config.currencies}
     return reply({"data": _pools(api, customer.external_id, names)})
 
@@ -75,7 +75,7 @@ def _bal(pool: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _holder(seat: Seat, at: datetime) -> str | None:
+def seat_holder(seat: Seat, at: datetime) -> str | None:
     for a in seat.assignments:
         if (a.valid_from is None or a.valid_from <= at) and (
             a.valid_until is None or at < a.valid_until
@@ -86,7 +86,7 @@ def _holder(seat: Seat, at: datetime) -> str | None:
 
 def customer_state(request: Request, api: Api) -> Response:
     config = api.store.config()
-    customer = _customer(config, request.path_params["ext"])
+    customer = find_customer(config, request.path_params["ext"])
     names = {c.key: c.name for c in config.currencies}
     pools = _pools(api, customer.external_id, names)
     at = now()
@@ -95,7 +95,7 @@ def customer_state(request: Request, api: Api) -> Response:
     order_id = f"ord_{customer.external_id}"
     seat_items = []
     for seat in seats:
-        holder = _holder(seat, at)
+        holder = seat_holder(seat, at)
         seat_items.append(
             {
                 "id": seat.id,
@@ -139,7 +139,7 @@ def customer_state(request: Request, api: Api) -> Response:
                 "name": customer.name,
                 "externalId": customer.external_id,
             },
-            "defaultCurrency": _customer_body(customer, api)["defaultCurrency"],
+            "defaultCurrency": customer_body(customer, api)["defaultCurrency"],
             "orders": orders,
             "seats": {
                 "total": len(seats),

@@ -13,9 +13,8 @@ from starlette.requests import Request
 from pipelines.api.errors import bad_request, not_found
 from pipelines.api.http import Api
 from pipelines.api.store import iso
-from pipelines.lib.clock import now
-from pipelines.lib.config import Config, Customer
-from pipelines.lib.limits import (
+from pipelines.core.clock import now
+from pipelines.core.limits import (
     MAX_AMOUNT,
     MAX_DEPTH,
     MAX_ID,
@@ -24,15 +23,16 @@ from pipelines.lib.limits import (
     depth,
     window_problem,
 )
+from pipelines.pricing.config import Config, Customer
 
 REPLAY_WINDOW = timedelta(minutes=10)
 SEAT_PRODUCT = {"id": "seat", "name": "Seat", "externalId": "seat"}
-_KEY = re.compile(r"[a-z0-9_-]+")
+KEY_PATTERN = re.compile(r"[a-z0-9_-]+")
 MAX_CREDITS = Decimal(MAX_AMOUNT)
 _JSON = msgspec.json.Encoder(decimal_format="number").encode
 
 
-def _text(
+def text_field(
     doc: dict[str, Any], name: str, required: bool = False, limit: int = MAX_NAME
 ) -> str | None:
     value = doc.get(name)
@@ -47,28 +47,28 @@ def _text(
     return value
 
 
-def _ident(doc: dict[str, Any], name: str, required: bool = False) -> str | None:
+def ident_field(doc: dict[str, Any], name: str, required: bool = False) -> str | None:
     """An id or key: a string of at most MAX_ID characters."""
-    return _text(doc, name, required, MAX_ID)
+    return text_field(doc, name, required, MAX_ID)
 
 
-def _path_id(request: Request, name: str) -> str:
+def path_id(request: Request, name: str) -> str:
     value = request.path_params[name]
     if len(value) > MAX_ID:
         raise bad_request(f"the id in the path is {len(value):,} characters, over the {MAX_ID}")
     return value
 
 
-def _object(doc: dict[str, Any], name: str) -> dict[str, Any] | None:
+def object_field(doc: dict[str, Any], name: str) -> dict[str, Any] | None:
     value = doc.get(name)
     if value is not None and not isinstance(value, dict):
         raise bad_request(f"{name} must be a JSON object")
     return value
 
 
-def _metadata(doc: dict[str, Any], name: str = "metadata") -> dict[str, Any] | None:
+def metadata_field(doc: dict[str, Any], name: str = "metadata") -> dict[str, Any] | None:
     """`metadata`: an object nested at most MAX_DEPTH levels, at most MAX_METADATA_BYTES."""
-    value = _object(doc, name)
+    value = object_field(doc, name)
     if value is None:
         return None
     if depth(value) > MAX_DEPTH:
@@ -81,7 +81,7 @@ def _metadata(doc: dict[str, Any], name: str = "metadata") -> dict[str, Any] | N
     return value
 
 
-def _credits(value: Any, name: str, positive: bool) -> Decimal:
+def parse_credits(value: Any, name: str, positive: bool) -> Decimal:
     """A credit amount: a JSON number (decoded exactly) or decimal string, at most 6 places,
     less than 10^18 (sums of many stay far inside DECIMAL(38, 6))."""
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
@@ -100,7 +100,9 @@ def _credits(value: Any, name: str, positive: bool) -> Decimal:
     return amount
 
 
-def _when(doc: dict[str, Any], name: str, end: bool = False, check: bool = True) -> datetime | None:
+def time_field(
+    doc: dict[str, Any], name: str, end: bool = False, check: bool = True
+) -> datetime | None:
     """An RFC 3339 time within the accepted window (limits.py): a start (`end` False) in
     [2000-01-01, now + 1 year), an end up to 2100-01-01."""
     value = doc.get(name)
@@ -117,22 +119,22 @@ def _when(doc: dict[str, Any], name: str, end: bool = False, check: bool = True)
     return parsed
 
 
-def _six(value: Decimal) -> str:
+def six_places(value: Decimal) -> str:
     return f"{value:.6f}"
 
 
-def _customer(config: Config, ident: str) -> Customer:
+def find_customer(config: Config, ident: str) -> Customer:
     found = next((c for c in config.customers if c.external_id == ident), None)
     if found is None:
         raise not_found("customer", ident)
     return found
 
 
-def _records(api: Api) -> dict[str, Any]:
+def stored_records(api: Api) -> dict[str, Any]:
     return api.store.document()["api_records"]
 
 
-def _stamps(rec: dict[str, Any], api: Api) -> dict[str, str]:
+def stamps(rec: dict[str, Any], api: Api) -> dict[str, str]:
     fallback = iso(datetime.fromtimestamp(api.store.dir.stat().st_mtime, UTC))
     return {
         "createdAt": rec.get("createdAt", fallback),
@@ -140,5 +142,5 @@ def _stamps(rec: dict[str, Any], api: Api) -> dict[str, str]:
     }
 
 
-def _touch(rec: dict[str, Any]) -> None:
+def touch(rec: dict[str, Any]) -> None:
     rec["updatedAt"] = iso(now())

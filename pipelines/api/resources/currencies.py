@@ -9,12 +9,18 @@ from starlette.responses import Response
 
 from pipelines.api.errors import ApiError, bad_request
 from pipelines.api.http import Api, json_body, reply
-from pipelines.api.resources.common import _KEY, _ident, _records, _stamps, _text
+from pipelines.api.resources.common import (
+    KEY_PATTERN,
+    ident_field,
+    stamps,
+    stored_records,
+    text_field,
+)
 from pipelines.api.store import record
 
 
 def _currency_body(key: str, name: str, api: Api) -> dict[str, Any]:
-    rec = _records(api).get(f"currency:{key}", {})
+    rec = stored_records(api).get(f"currency:{key}", {})
     return {
         "id": key,
         "key": key,
@@ -22,7 +28,7 @@ def _currency_body(key: str, name: str, api: Api) -> dict[str, Any]:
         "status": "active",
         "description": rec.get("description"),
         "archivedAt": None,
-        **_stamps(rec, api),
+        **stamps(rec, api),
     }
 
 
@@ -34,8 +40,8 @@ def list_currencies(request: Request, api: Api) -> Response:
 
 def create_currency(request: Request, api: Api) -> Response:
     body = json_body(request, api)
-    name, key = _text(body, "name", required=True), _ident(body, "key", required=True)
-    if not _KEY.fullmatch(key):
+    name, key = text_field(body, "name", required=True), ident_field(body, "key", required=True)
+    if not KEY_PATTERN.fullmatch(key):
         raise bad_request(f"key {key!r} may hold only lowercase letters, numbers, _ and -")
     with api.store.change() as doc:
         owner = api.store.owner("currencies", doc, key=key)

@@ -11,17 +11,17 @@ from starlette.responses import Response
 from pipelines.api.errors import ApiError, bad_request
 from pipelines.api.http import Api, json_body, reply
 from pipelines.api.resources.common import (
-    _customer,
-    _ident,
-    _metadata,
-    _path_id,
-    _records,
-    _stamps,
-    _text,
-    _touch,
+    find_customer,
+    ident_field,
+    metadata_field,
+    path_id,
+    stamps,
+    stored_records,
+    text_field,
+    touch,
 )
 from pipelines.api.store import API_FILE, managed_elsewhere, record
-from pipelines.lib.config import Customer
+from pipelines.pricing.config import Customer
 
 _CUSTOMER_FIELDS = (
     "legalName",
@@ -35,8 +35,8 @@ _CUSTOMER_FIELDS = (
 )
 
 
-def _customer_body(c: Customer, api: Api) -> dict[str, Any]:
-    rec = _records(api).get(f"customer:{c.external_id}", {})
+def customer_body(c: Customer, api: Api) -> dict[str, Any]:
+    rec = stored_records(api).get(f"customer:{c.external_id}", {})
     return {
         "id": c.external_id,
         "externalId": c.external_id,
@@ -52,22 +52,22 @@ def _customer_body(c: Customer, api: Api) -> dict[str, Any]:
         "defaultCurrency": rec.get("defaultCurrency") or "USD",
         "connections": {},
         "metadata": c.metadata,
-        **_stamps(rec, api),
+        **stamps(rec, api),
     }
 
 
 def create_customer(request: Request, api: Api) -> Response:
     body = json_body(request, api)
-    name = _text(body, "name", required=True)
-    ident = _ident(body, "externalId") or f"cus_{uuid.uuid4().hex[:16]}"
-    metadata = _metadata(body) or {}
+    name = text_field(body, "name", required=True)
+    ident = ident_field(body, "externalId") or f"cus_{uuid.uuid4().hex[:16]}"
+    metadata = metadata_field(body) or {}
     with api.store.change() as doc:
         owner = api.store.owner("customers", doc, external_id=ident)
         if owner is None:
             doc["customers"].append({"external_id": ident, "name": name, "metadata": metadata})
             rec = record(doc, f"customer:{ident}")
             rec.update({k: body[k] for k in _CUSTOMER_FIELDS if body.get(k) is not None})
-    existing = _customer(api.store.config(), ident)
+    existing = find_customer(api.store.config(), ident)
     if owner is not None and existing.name != name:
         raise ApiError(
             400,
@@ -75,20 +75,24 @@ def create_customer(request: Request, api: Api) -> Response:
             f"({existing.name!r}, config/{owner})",
             "already_exists",
         )
-    return reply(_customer_body(existing, api))
+    return reply(customer_body(existing, api))
 
 
 def get_customer(request: Request, api: Api) -> Response:
-    c = _customer(api.store.config(), request.path_params["ext"])
-    return reply(_customer_body(c, api))
+    c = find_customer(api.store.config(), request.path_params["ext"])
+    return reply(customer_body(c, api))
 
 
 def upsert_user(request: Request, api: Api) -> Response:
-    cust, uid = _path_id(request, "cust"), _path_id(request, "user")
+    cust, uid = path_id(request, "cust"), path_id(request, "user")
     body = json_body(request, api)
-    _customer(api.store.config(), cust)
-    name, email, status = _text(body, "name"), _text(body, "email"), _text(body, "status")
-    metadata = _metadata(body)
+    find_customer(api.store.config(), cust)
+    name, email, status = (
+        text_field(body, "name"),
+        text_field(body, "email"),
+        text_field(body, "status"),
+    )
+    metadata = metadata_field(body)
     if status not in (None, "active", "deactivated"):
         raise bad_request(f"status must be active or deactivated, got {status!r}")
     with api.store.change() as doc:
@@ -116,11 +120,11 @@ def upsert_user(request: Request, api: Api) -> Response:
         changes = {k: v for k, v in (("email", email), ("status", status)) if v is not None}
         if any(rec.get(k) != v for k, v in changes.items()):
             rec.update(changes)
-            _touch(rec)
+            touch(rec)
     user = next(
         u for u in api.store.config().users if (u.customer_id, u.external_id) == (cust, uid)
     )
-    rec = _records(api).get(f"user:{cust}/{uid}", {})
+    rec = stored_records(api).get(f"user:{cust}/{uid}", {})
     return reply(
         {
             "id": uid,
@@ -131,6 +135,6 @@ def upsert_user(request: Request, api: Api) -> Response:
             "metadata": user.metadata,
             "status": rec.get("status") or "active",
             "created": created,
-            **_stamps(rec, api),
+            **stamps(rec, api),
         }
     )

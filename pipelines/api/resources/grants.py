@@ -14,30 +14,30 @@ from pipelines.api.errors import bad_request
 from pipelines.api.http import Api, json_body, reply
 from pipelines.api.resources.common import (
     REPLAY_WINDOW,
-    _credits,
-    _customer,
-    _path_id,
-    _records,
-    _six,
-    _text,
-    _when,
+    find_customer,
+    parse_credits,
+    path_id,
+    six_places,
+    stored_records,
+    text_field,
+    time_field,
 )
 from pipelines.api.store import iso, record
-from pipelines.lib.clock import now
+from pipelines.core.clock import now
 
 
 def create_grant(request: Request, api: Api) -> Response:
-    ident = _path_id(request, "ext")
+    ident = path_id(request, "ext")
     body = json_body(request, api)
     config = api.store.config()
-    customer = _customer(config, ident)
-    key = _text(body, "creditCurrencyKey", required=True)
+    customer = find_customer(config, ident)
+    key = text_field(body, "creditCurrencyKey", required=True)
     currency = next((c for c in config.currencies if c.key == key), None)
     if currency is None:
         raise bad_request(f"unknown credit currency {key!r}")
-    amount = _credits(body.get("amount"), "amount", positive=True)
+    amount = parse_credits(body.get("amount"), "amount", positive=True)
     at = now()
-    starts, expires = _when(body, "startsAt"), _when(body, "expiresAt", end=True)
+    starts, expires = time_field(body, "startsAt"), time_field(body, "expiresAt", end=True)
     if starts is not None and starts > at:
         raise bad_request(f"startsAt {iso(starts)} is after the current server time {iso(at)}")
     if expires is not None and expires <= (starts or at):
@@ -50,7 +50,7 @@ def create_grant(request: Request, api: Api) -> Response:
                 "id": f"grt_{uuid.uuid4().hex[:16]}",
                 "customer": ident,
                 "currency": key,
-                "amount": _six(amount),
+                "amount": six_places(amount),
                 "starts_at": iso(starts or at),
                 "origin": "api",
             }
@@ -66,12 +66,14 @@ def create_grant(request: Request, api: Api) -> Response:
             "grant": {
                 "id": grant["id"],
                 "amount": int(amount),
-                "amountDecimal": _six(amount),
+                "amountDecimal": six_places(amount),
                 "startsAt": grant["starts_at"],
                 "expiresAt": grant.get("expires_at"),
                 "status": "active",
             },
-            "createdAt": _records(api).get(f"grant:{grant['id']}", {}).get("createdAt", iso(at)),
+            "createdAt": stored_records(api)
+            .get(f"grant:{grant['id']}", {})
+            .get("createdAt", iso(at)),
         }
     )
 
@@ -95,7 +97,7 @@ def _replayed_grant(
         if Decimal(str(g["amount"])) != amount or g.get("expires_at") != iso(expires):
             continue
         default_start = doc["api_records"].get(f"grant:{g['id']}", {}).get("defaultStart")
-        started = _when(g, "starts_at", check=False)
+        started = time_field(g, "starts_at", check=False)
         if starts is not None and started == starts and not default_start:
             return g
         if starts is None and default_start and at - started < REPLAY_WINDOW:

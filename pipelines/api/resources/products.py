@@ -11,18 +11,18 @@ from starlette.responses import Response
 from pipelines.api.errors import ApiError, bad_request, not_found
 from pipelines.api.http import Api, json_body, reply
 from pipelines.api.resources.common import (
-    _credits,
-    _ident,
-    _metadata,
-    _object,
-    _path_id,
-    _records,
-    _stamps,
-    _text,
-    _touch,
+    ident_field,
+    metadata_field,
+    object_field,
+    parse_credits,
+    path_id,
+    stamps,
+    stored_records,
+    text_field,
+    touch,
 )
 from pipelines.api.store import API_FILE, iso, managed_elsewhere, record
-from pipelines.lib.clock import now
+from pipelines.core.clock import now
 
 
 def _attribute(rule: Any) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def _product_body(api: Api, ident: str) -> dict[str, Any]:
     product = next((p for p in api.store.config().products if p.external_id == ident), None)
     if product is None:
         raise not_found("product", ident)
-    rec = _records(api).get(f"product:{ident}", {})
+    rec = stored_records(api).get(f"product:{ident}", {})
     return {
         "id": ident,
         "externalId": ident,
@@ -63,7 +63,7 @@ def _product_body(api: Api, ident: str) -> dict[str, Any]:
         "metadata": product.metadata,
         "archivedAt": None,
         "productAttributes": [_attribute(r) for r in product.pricing],
-        **_stamps(rec, api),
+        **stamps(rec, api),
     }
 
 
@@ -72,15 +72,15 @@ _PRODUCT_FIELDS = ("description", "productCode", "active")
 
 def create_product(request: Request, api: Api) -> Response:
     body = json_body(request, api)
-    name = _text(body, "name", required=True)
-    ident = _ident(body, "externalId") or f"prod_{uuid.uuid4().hex[:16]}"
+    name = text_field(body, "name", required=True)
+    ident = ident_field(body, "externalId") or f"prod_{uuid.uuid4().hex[:16]}"
     with api.store.change() as doc:
         owner = api.store.owner("products", doc, external_id=ident)
         if owner is None:
             entry = {
                 "external_id": ident,
                 "name": name,
-                "metadata": _metadata(body) or {},
+                "metadata": metadata_field(body) or {},
                 "pricing": [],
             }
             doc["products"].append(entry)
@@ -122,18 +122,18 @@ def _rule_from(attribute: Any, index: int, currencies: set[str]) -> dict[str, An
             "POST customers/external/{id}/credits/grants",
             "unsupported",
         )
-    event = _ident(pricing, "eventName", required=True)
-    currency = _ident(pricing, "creditsCurrencyId", required=True)
+    event = ident_field(pricing, "eventName", required=True)
+    currency = ident_field(pricing, "creditsCurrencyId", required=True)
     if currency not in currencies:
         raise bad_request(f"{where}: unknown credit currency {currency!r}")
     rule: dict[str, Any] = {
         "event": event,
         "currency": currency,
-        "credit_cost": str(_credits(pricing.get("creditCost"), f"{where}.creditCost", False)),
+        "credit_cost": str(parse_credits(pricing.get("creditCost"), f"{where}.creditCost", False)),
     }
-    pricing_input = _object(pricing, "pricingInput")
+    pricing_input = object_field(pricing, "pricingInput")
     if pricing_input is not None:
-        rule["quantity_path"] = _ident(pricing_input, "path") or "quantity"
+        rule["quantity_path"] = ident_field(pricing_input, "path") or "quantity"
     return rule
 
 
@@ -157,7 +157,7 @@ def _upsert_rule(rules: list[dict[str, Any]], new: dict[str, Any], at: str) -> N
 
 
 def update_product(request: Request, api: Api) -> Response:
-    ident = _path_id(request, "ext")
+    ident = path_id(request, "ext")
     body = json_body(request, api)
     config = api.store.config()
     currencies = {c.key for c in config.currencies}
@@ -173,13 +173,13 @@ def update_product(request: Request, api: Api) -> Response:
             raise managed_elsewhere(f"product {ident!r}", owner)
         entry = next(p for p in doc["products"] if p["external_id"] == ident)
         if body.get("name") is not None:
-            entry["name"] = _text(body, "name", required=True)
+            entry["name"] = text_field(body, "name", required=True)
         if body.get("metadata") is not None:
-            entry["metadata"] = _metadata(body)
+            entry["metadata"] = metadata_field(body)
         at = iso(now())
         for rule in new_rules:
             _upsert_rule(entry.setdefault("pricing", []), rule, at)
         rec = record(doc, f"product:{ident}")
         rec.update({k: body[k] for k in _PRODUCT_FIELDS if body.get(k) is not None})
-        _touch(rec)
+        touch(rec)
     return reply(_product_body(api, ident))

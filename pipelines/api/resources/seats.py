@@ -10,11 +10,18 @@ from starlette.responses import Response
 
 from pipelines.api.errors import ApiError, bad_request, not_found
 from pipelines.api.http import Api, int_param, json_body, pagination, reply
-from pipelines.api.resources.balances import _holder
-from pipelines.api.resources.common import SEAT_PRODUCT, _ident, _records, _stamps, _touch, _when
+from pipelines.api.resources.balances import seat_holder
+from pipelines.api.resources.common import (
+    SEAT_PRODUCT,
+    ident_field,
+    stamps,
+    stored_records,
+    time_field,
+    touch,
+)
 from pipelines.api.store import iso, managed_elsewhere, record
-from pipelines.lib.clock import now
-from pipelines.lib.config import Config, Seat
+from pipelines.core.clock import now
+from pipelines.pricing.config import Config, Seat
 
 
 def _order_customer(api: Api, order_id: str) -> tuple[Config, str]:
@@ -28,15 +35,15 @@ def _order_customer(api: Api, order_id: str) -> tuple[Config, str]:
 def _order_seat(
     seat: Seat, api: Api, at: datetime, records: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    holder = _holder(seat, at)
-    rec = (_records(api) if records is None else records).get(f"seat:{seat.id}", {})
+    holder = seat_holder(seat, at)
+    rec = (stored_records(api) if records is None else records).get(f"seat:{seat.id}", {})
     return {
         "id": seat.id,
         "orderId": f"ord_{seat.customer_id}",
         "status": "assigned" if holder else "unassigned",
         "productExternalId": SEAT_PRODUCT["externalId"],
         "assignee": {"id": holder, "externalId": holder} if holder else None,
-        **_stamps(rec, api),
+        **stamps(rec, api),
     }
 
 
@@ -44,7 +51,7 @@ def list_seats(request: Request, api: Api) -> Response:
     config, customer = _order_customer(api, request.path_params["order"])
     limit, offset = int_param(request, "limit", 100, 1000), int_param(request, "offset", 0)
     at = now()
-    records = _records(api)  # read api.yaml once, not once per seat
+    records = stored_records(api)  # read api.yaml once, not once per seat
     items = [_order_seat(s, api, at, records) for s in config.seats if s.customer_id == customer]
     status = request.query_params.get("status")
     items = [s for s in items if status is None or s["status"] == status]
@@ -72,7 +79,7 @@ def _assign(
     seat = next((s for s in config.seats if s.id == seat_id and s.customer_id == customer), None)
     if seat is None:
         raise not_found("seat", seat_id)
-    holder = _holder(seat, at)
+    holder = seat_holder(seat, at)
     if holder == user:
         return
     current = next(
@@ -91,7 +98,7 @@ def _assign(
                 "unknown_user",
             )
         other = next(
-            (s.id for s in config.seats if s.id != seat_id and _holder(s, at) == user), None
+            (s.id for s in config.seats if s.id != seat_id and seat_holder(s, at) == user), None
         )
         if other is not None:
             raise ApiError(
@@ -101,24 +108,24 @@ def _assign(
             )
     stamp = iso(at)
     if current is not None:
-        if _when(current, "from", check=False) == at:
+        if time_field(current, "from", check=False) == at:
             doc["seat_assignments"].remove(current)
         else:
             current["until"] = stamp
     if user is not None:
         doc["seat_assignments"].append({"seat": seat_id, "user": user, "from": stamp})
-    _touch(record(doc, f"seat:{seat_id}"))
+    touch(record(doc, f"seat:{seat_id}"))
 
 
 def _holder_entry(a: dict[str, Any], at: datetime) -> bool:
-    start, end = _when(a, "from", check=False), _when(a, "until", check=False)
+    start, end = time_field(a, "from", check=False), time_field(a, "until", check=False)
     return (start is None or start <= at) and (end is None or at < end)
 
 
 def _seat_user(body: dict[str, Any], where: str) -> str | None:
     if "userExternalId" not in body:
         raise bad_request(f"{where}userExternalId is required (null unassigns the seat)")
-    return _ident(body, "userExternalId")
+    return ident_field(body, "userExternalId")
 
 
 def update_seat(request: Request, api: Api) -> Response:
@@ -141,9 +148,9 @@ def assign_seats(request: Request, api: Api) -> Response:
     at = now()
     with api.store.change() as doc:
         for item in items:
-            seat_id = _ident(item, "seatId", required=True)
-            user = _ident(item, "userExternalId")
+            seat_id = ident_field(item, "seatId", required=True)
+            user = ident_field(item, "userExternalId")
             _assign(doc, api, config, customer, seat_id, user, at)
     seats = {s.id: s for s in api.store.config().seats}
-    records = _records(api)
+    records = stored_records(api)
     return reply({"data": [_order_seat(seats[i["seatId"]], api, at, records) for i in items]})

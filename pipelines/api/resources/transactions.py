@@ -9,9 +9,9 @@ from starlette.responses import Response
 
 from pipelines.api import read
 from pipelines.api.http import Api, int_param, pagination, reply, time_param
-from pipelines.api.resources.common import _customer, _six
+from pipelines.api.resources.common import find_customer, six_places
 from pipelines.api.store import iso
-from pipelines.lib.sql import load_sql
+from pipelines.core.sql import load_sql
 
 
 def list_transactions(request: Request, api: Api) -> Response:
@@ -42,7 +42,7 @@ def list_transactions(request: Request, api: Api) -> Response:
                 "name": names.get(r["currency"], r["currency"]),
             },
             "type": r["type"],
-            "amount": _six(r["amount"]),
+            "amount": six_places(r["amount"]),
             "originCode": r["origin"] or "unknown",
             "createdAt": iso(r["occurred_at"]),
             "eventName": r["event_name"],
@@ -67,7 +67,7 @@ def pending_consumption(request: Request, api: Api) -> Response:
     """Consumption no grant could fund yet: each pool's outstanding overage after the last run,
     oldest first; it leaves the list when a grant repays it."""
     config = api.store.config()
-    customer = _customer(config, request.path_params["ext"])
+    customer = find_customer(config, request.path_params["ext"])
     limit, offset = int_param(request, "limit", 100, 1000), int_param(request, "offset", 0)
     names = {c.key: c.name for c in config.currencies}
     with read.warehouse(api.home) as con:
@@ -79,7 +79,7 @@ def pending_consumption(request: Request, api: Api) -> Response:
     data = [
         {
             "credits": int(r["overage"]),
-            "creditsDecimal": _six(r["overage"]),
+            "creditsDecimal": six_places(r["overage"]),
             "occurredAt": iso(datetime.combine(r["since"], datetime.min.time(), UTC)),
             "recordedAt": iso(datetime.combine(r["as_of"], datetime.min.time(), UTC)),
             "creditCurrency": {

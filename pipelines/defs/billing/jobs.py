@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipelines.lib.workers import executor
+from pipelines.billing.workers import executor
 
 billing_run = dg.define_asset_job(
     "billing_run",

@@ -36,11 +36,11 @@ from dagster._core.events import (
 )
 from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
-from pipelines.lib import engine, workers
-from pipelines.lib.config import Config
-from pipelines.lib.home import Home
-from pipelines.lib.lake import Lake
-from pipelines.lib.shards import Shard, all_shards
+from pipelines.billing import engine, workers
+from pipelines.billing.shards import Shard, all_shards
+from pipelines.core.home import Home
+from pipelines.landing.lake import Lake
+from pipelines.pricing.config import Config
 
 SIGNALS = dg.AssetKey("signals")
 PRICING_CONFIG = dg.AssetKey("pricing_config")
@@ -317,7 +317,7 @@ def _blocks(days: list[str]) -> list[list[str]]:
 def compute_work(instance: dg.DagsterInstance, home: Home, config: Config, days: list[str]) -> Work:
     """Observe the sources, then ask Dagster's records what is missing or unsynced in `days`
     (the billed days through the last one to bring up to date)."""
-    from pipelines.lib.warehouse import is_current
+    from pipelines.warehouse.publish import is_current
 
     work = Work(through=days[-1] if days else "")
     if not days:
@@ -349,8 +349,8 @@ def compute_work(instance: dg.DagsterInstance, home: Home, config: Config, days:
 
 def billed_days(config: Config, through: str | None = None) -> list[str]:
     """The daily partitions through `through` (default: yesterday, the last closed day)."""
+    from pipelines.core.clock import now
     from pipelines.defs.partitions import DAILY
-    from pipelines.lib.clock import now
 
     last = through or (now().date() - timedelta(days=1)).isoformat()
     return [d for d in DAILY.get_partition_keys() if d <= last]
@@ -493,7 +493,7 @@ def execute(
                 if error.cls_name == "DagsterAssetCheckFailedError":
                     continue  # said below, per check
                 message = (error.message or "").strip().splitlines() or [error.cls_name or ""]
-                # Tally's own errors are sentences already: without "pipelines.lib.x.Error: ".
+                # Tally's own errors are sentences already: without "pipelines.x.SomeError: ".
                 said = re.sub(r"^pipelines(\.\w+)+: ", "", message[-1].strip())
                 outcome.problems.append(f"{event.step_key}: {said}")
         for name, days in failed_checks.items():

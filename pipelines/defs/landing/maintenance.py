@@ -4,7 +4,7 @@ they listed (docs/storage.md)."""
 import dagster as dg
 
 from pipelines.defs.resources import TallyHome
-from pipelines.lib.lake import Lake, snapshot_retention
+from pipelines.landing.lake import Lake, snapshot_retention
 
 
 @dg.op(description="Expire lake snapshots older than the retention; delete replaced files.")

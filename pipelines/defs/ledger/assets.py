@@ -4,14 +4,14 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.billing import engine
+from pipelines.billing.shards import Shard
+from pipelines.core.sql import connect, load_sql
 from pipelines.defs.billing import plan
 from pipelines.defs.landing.assets import credit_grants
 from pipelines.defs.partitions import DAILY, START
 from pipelines.defs.resources import TallyHome
-from pipelines.lib import engine
-from pipelines.lib.ledger import output_files
-from pipelines.lib.shards import Shard
-from pipelines.lib.sql import connect, load_sql
+from pipelines.ledger.burndown import output_files
 
 
 def first_day_to_redo(instance: dg.DagsterInstance, before: str, shard: Shard) -> str | None:

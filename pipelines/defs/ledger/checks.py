@@ -2,12 +2,12 @@
 
 import dagster as dg
 
+from pipelines.billing import checks
+from pipelines.billing.shards import Shard
 from pipelines.defs.billing import plan
 from pipelines.defs.partitions import DAILY
 from pipelines.defs.pricing.checks import per_day
 from pipelines.defs.resources import TallyHome
-from pipelines.lib import checks
-from pipelines.lib.shards import Shard
 
 
 def _conservation(shard: Shard) -> dg.AssetChecksDefinition:

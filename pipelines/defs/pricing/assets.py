@@ -4,14 +4,14 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.billing import engine
+from pipelines.billing.shards import Shard
+from pipelines.core.sql import connect
 from pipelines.defs.billing import plan
 from pipelines.defs.landing.assets import pricing_config, signals
 from pipelines.defs.partitions import DAILY
 from pipelines.defs.resources import TallyHome
-from pipelines.lib import engine
-from pipelines.lib.pricing import PricedDay, fact_signal_files
-from pipelines.lib.shards import Shard
-from pipelines.lib.sql import connect
+from pipelines.pricing.price import PricedDay, fact_signal_files
 
 
 def day_metadata(con, engine_dir: Path, p: PricedDay, shard: Shard) -> dict:

@@ -5,11 +5,11 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+from pipelines.billing import checks
+from pipelines.billing.shards import Shard
 from pipelines.defs.billing import plan
 from pipelines.defs.partitions import DAILY
 from pipelines.defs.resources import TallyHome
-from pipelines.lib import checks
-from pipelines.lib.shards import Shard
 
 
 def _metadata(offenders: list[tuple], what: str) -> dict:

@@ -5,9 +5,9 @@ import dagster as dg
 from pipelines.defs.partitions import MONTHLY
 from pipelines.defs.resources import TallyHome
 from pipelines.defs.warehouse.assets import warehouse
-from pipelines.lib import closing, report
-from pipelines.lib.render import amount
-from pipelines.lib.statements import BALANCE_FIGURES, Month
+from pipelines.statements import closing, report
+from pipelines.statements.render import amount
+from pipelines.statements.statement import BALANCE_FIGURES, Month
 
 
 def _preview(docs: dict[str, dict]) -> str:

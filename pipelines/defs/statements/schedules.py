@@ -2,9 +2,9 @@
 
 import dagster as dg
 
+from pipelines.core.home import resolve_home
 from pipelines.defs.statements.assets import monthly_statements
-from pipelines.lib import closing
-from pipelines.lib.home import resolve_home
+from pipelines.statements import closing
 
 statement_run = dg.define_asset_job(
     "statement_run",

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
+from pipelines.core.sql import connect
 from pipelines.defs.billing import plan
 from pipelines.defs.partitions import DAILY
 from pipelines.defs.resources import TallyHome
-from pipelines.lib.sql import connect
-from pipelines.lib.warehouse import publish
+from pipelines.warehouse.publish import publish
 
 
 @dg.asset(

@@ -1,0 +1,1 @@
+"""Stage 1, landing: signals validated, deduplicated by idempotency key, committed to the lake."""

@@ -1,0 +1,1 @@
+"""Stage 2, pricing: the billing configuration, and each day's signals priced into `fact_signal`."""

@@ -31,3 +31,21 @@ def test_definitions_load(home, monkeypatch):
         dg.AssetKey("signals"),
         dg.AssetKey("pricing_config"),
     }
+
+
+def test_an_instance_file_naming_the_old_module_is_updated(tmp_path, monkeypatch):
+    """A home whose dagster.yaml was written before the modules moved into their stages loads:
+    the old instance module's name is replaced in place, the user's other edits are kept."""
+    from pipelines.core.home import INSTANCE_YAML, ensure_instance
+
+    monkeypatch.delenv("TALLY_DAGSTER_STORAGE", raising=False)
+    (tmp_path / "dagster").mkdir()
+    old = INSTANCE_YAML.replace("pipelines.billing.instance", "pipelines.lib.instance")
+    (tmp_path / "dagster" / "dagster.yaml").write_text(old + "# kept edit\n")
+    path = ensure_instance(tmp_path)
+    text = (path / "dagster.yaml").read_text()
+    assert "pipelines.lib.instance" not in text
+    assert text == INSTANCE_YAML + "# kept edit\n"
+    instance = dg.DagsterInstance.from_config(str(path))
+    assert instance.get_runs() == []  # the storage module loads
+    instance.dispose()

@@ -39,6 +39,7 @@ def test_an_instance_file_naming_the_old_module_is_updated(tmp_path, monkeypatch
     from pipelines.core.home import INSTANCE_YAML, ensure_instance
 
     monkeypatch.delenv("TALLY_DAGSTER_STORAGE", raising=False)
+    monkeypatch.setenv("TALLY_HOME", str(tmp_path))
     (tmp_path / "dagster").mkdir()
     old = INSTANCE_YAML.replace("pipelines.billing.instance", "pipelines.lib.instance")
     (tmp_path / "dagster" / "dagster.yaml").write_text(old + "# kept edit\n")

@@ -3,10 +3,12 @@
 Requests are validated where they arrive; one committer thread lands whatever requests are waiting
 as one `Lake.land` call (one set of files, one fsync'd index transaction), then acknowledges each
 request with its own counts, and commits acknowledged groups to the Iceberg tables when no request
-waits for IDLE_SECONDS (at least every SETTLE_SECONDS): many groups share one table commit,
-and every reader
-publishes what is acknowledged before it reads. Concurrent clients share the cost of the fsyncs,
-and a request is answered only after its signals are durable. Nothing is acknowledged that was not
+waits for IDLE_SECONDS (at least every SETTLE_SECONDS): many groups share one table commit, and
+every reader publishes what is acknowledged before it reads. Compaction, which merges the small
+files of many groups, waits for a pause too (at least every COMPACT_SECONDS under a steady
+stream): done at every table commit it took about four times as long as the commit itself.
+Concurrent clients share the cost of the fsyncs, and a request is answered only after its signals
+are durable. Nothing is acknowledged that was not
 committed; if landing fails, nothing of the group was committed (the index transaction is the
 commit point) and every request in it gets a 503 the SDK retries.
 """
@@ -31,6 +33,7 @@ from pipelines.landing.validate import Validated, split_bulk, validate
 
 MAX_GROUP_ROWS = 100_000
 SETTLE_SECONDS = 1.0
+COMPACT_SECONDS = 30.0
 IDLE_SECONDS = 0.1
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ class Committer:
         self.lake = lake
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._lock = threading.Lock()
-        self._settled = time.monotonic()
+        self._settled = self._compacted = time.monotonic()
         self._thread = self._start()
 
     def _start(self) -> threading.Thread:
@@ -174,15 +177,18 @@ class Committer:
                 for i, r in zip(p.validated.reject_index, p.validated.reject_reason, strict=True)
             ]
             p.future.set_result(Ack(n - duplicates, duplicates, len(errors), errors))
-        # Publish to the tables (and compact) once no request came for IDLE_SECONDS, or every
-        # SETTLE_SECONDS under a steady stream: many groups share one commit. Readers publish
-        # what is acknowledged before they read.
+        # Publish to the tables once no request came for IDLE_SECONDS, or every SETTLE_SECONDS
+        # under a steady stream: many groups share one commit (readers publish what is
+        # acknowledged before they read); compact at a pause, or every COMPACT_SECONDS.
         if time.monotonic() - self._settled > SETTLE_SECONDS:
-            self._settle()
+            self._settle(idle=False)
 
-    def _settle(self) -> None:
+    def _settle(self, idle: bool = True) -> None:
+        compact = idle or time.monotonic() - self._compacted > COMPACT_SECONDS
         try:
-            self.lake.settle()
+            self.lake.settle(compact=compact)
         except Exception:  # noqa: BLE001 - acknowledged data is safe; the next settle retries
             log.exception("publishing after a group commit failed")
         self._settled = time.monotonic()
+        if compact:
+            self._compacted = self._settled

@@ -267,10 +267,11 @@ class Lake:
             with self._writer(publish_own=True):
                 pass
 
-    def settle(self) -> None:
-        """Publish what `land(..., publish=False)` acknowledged, then compact."""
+    def settle(self, compact: bool = True) -> None:
+        """Publish what `land(..., publish=False)` acknowledged, then (`compact`) compact."""
         with self._writer(publish_own=True):
-            self._tidy()
+            if compact:
+                self._tidy()
 
     # ----------------------------------------------------------------------------- landing
     def land(

@@ -12,8 +12,8 @@ from pipelines.landing.lake import COMPACT_FANIN, Lake
 from pipelines.landing.validate import validate
 
 
-def _request(start: int, n: int = 20):
-    docs = [
+def _docs(start: int, n: int) -> list[bytes]:
+    return [
         json.dumps(
             {
                 "eventName": "email_sent",
@@ -26,7 +26,10 @@ def _request(start: int, n: int = 20):
         ).encode()
         for i in range(start, start + n)
     ]
-    return validate(docs)
+
+
+def _request(start: int, n: int = 20):
+    return validate(_docs(start, n))
 
 
 def _stream(committer: ingest.Committer, seconds: float, first: int = 0) -> int:
@@ -74,3 +77,41 @@ def test_a_steady_stream_publishes_without_compacting_and_a_pause_compacts(tmp_p
     finally:
         committer.close()
         lake.close()
+
+
+def _in_table(lake: Lake) -> int:
+    """Signals the Iceberg table lists, read as an outside reader would (no publishing first)."""
+    return sum(lake.table("signals").inspect.files()["record_count"].to_pylist())
+
+
+def test_ack_committed_puts_every_acknowledged_signal_in_the_table_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest, "IDLE_SECONDS", 30.0)  # no settle during the test
+    monkeypatch.setattr(ingest, "SETTLE_SECONDS", 30.0)
+    for committed, visible in ((False, 0), (True, 20)):
+        lake = Lake(tmp_path / f"lake-{committed}")
+        committer = ingest.Committer(lake, ack_committed=committed)
+        try:
+            ack = committer.submit(_request(0), "req").result(timeout=30)
+            assert ack.ingested == 20
+            assert _in_table(lake) == visible  # durable either way; in the table only if asked
+        finally:
+            committer.close()  # settles: the durable batch is in the table afterwards
+        assert _in_table(lake) == 20
+        lake.close()
+
+
+def test_tally_serve_ack_committed_over_http(home, monkeypatch):
+    """`tally serve --ack committed` (create_app's flag): a 200 means the signals are already
+    in the table an outside Iceberg reader lists."""
+    monkeypatch.setattr(ingest, "IDLE_SECONDS", 30.0)  # no settle could have published them
+    monkeypatch.setattr(ingest, "SETTLE_SECONDS", 30.0)
+    from starlette.testclient import TestClient
+
+    from pipelines.api.app import create_app
+
+    app = create_app(home, ["t"], ack_committed=True)
+    body = {"signals": [json.loads(doc) for doc in _docs(0, 7)]}
+    with TestClient(app, headers={"Authorization": "Bearer t"}) as client:
+        reply = client.post("/api/v2/signals/bulk", json=body)
+        assert reply.status_code == 200, reply.text
+        assert _in_table(Lake(home.lake)) == 7

@@ -280,12 +280,14 @@ def create_app(
     tokens: list[str],
     max_body: int = DEFAULT_MAX_BODY,
     run_every: float | None = None,
+    ack_committed: bool = False,
 ) -> ASGIApp:
-    """The ASGI app for `home`; `run_every` seconds > 0 keeps balances fresh (see runner.py)."""
+    """The ASGI app for `home`; `run_every` seconds > 0 keeps balances fresh (see runner.py);
+    `ack_committed` acknowledges signals only once they are in an Iceberg table commit."""
     if not tokens:
         raise ValueError("tally serve needs at least one API token")
     lake = Lake(home.lake)
-    api = Api(home, lake, Store(home.config_dir), Committer(lake), max_body)
+    api = Api(home, lake, Store(home.config_dir), Committer(lake, ack_committed), max_body)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -11,6 +11,10 @@ Concurrent clients share the cost of the fsyncs, and a request is answered only 
 are durable. Nothing is acknowledged that was not
 committed; if landing fails, nothing of the group was committed (the index transaction is the
 commit point) and every request in it gets a 503 the SDK retries.
+
+With `ack_committed` (`tally serve --ack committed`) each group is also committed to the tables
+before it is acknowledged: an Iceberg reader outside Tally sees every acknowledged signal at
+once, at the cost of one table commit per group (docs/storage.md has the rates).
 """
 
 from __future__ import annotations
@@ -88,8 +92,9 @@ class _Pending:
 class Committer:
     """Lands queued requests in groups on one thread; `submit` returns a future `Ack`."""
 
-    def __init__(self, lake: Lake):
+    def __init__(self, lake: Lake, ack_committed: bool = False):
         self.lake = lake
+        self.ack_committed = ack_committed
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._lock = threading.Lock()
         self._settled = self._compacted = time.monotonic()
@@ -158,7 +163,9 @@ class Committer:
                 pa.concat_tables(rejects) if rejects else None,
                 source="http",
                 tidy=False,  # compact after acknowledging: waiting requests form a bigger group
-                publish=False,  # durable and indexed: acknowledged; one table commit for many
+                # durable and indexed is acknowledged, one table commit for many groups; or,
+                # with ack_committed, committed to the tables too
+                publish=self.ack_committed,
             )
         except Exception as exc:  # noqa: BLE001 - every waiting request must be answered
             log.exception("landing a group of %d requests failed", len(group))

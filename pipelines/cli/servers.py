@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pipelines.cli.common import HomeOpt, app, fail, open_home, out
+
+
+class Ack(StrEnum):
+    """When `tally serve` acknowledges signals."""
+
+    durable = "durable"
+    committed = "committed"
 
 
 @app.command()
@@ -95,6 +103,13 @@ def serve(
         typer.Option(help="Seconds between billing runs when something changed (0: never)."),
     ] = 60.0,
     max_body_mb: Annotated[int, typer.Option(help="Largest request body, in MiB.")] = 32,
+    ack: Annotated[
+        Ack,
+        typer.Option(
+            help="Acknowledge signals once durable (files and index fsync'd; in the tables within "
+            "a second) or once committed to the Iceberg tables (slower)."
+        ),
+    ] = Ack.durable,
 ) -> None:
     """The Paid-compatible HTTP API: point `Paid(base_url="http://HOST:PORT/api/v2")` here."""
     from pipelines.api.app import create_app
@@ -103,7 +118,9 @@ def serve(
     h = open_home(home)
     tokens = _tokens(token_file)
     h.config_dir.mkdir(parents=True, exist_ok=True)
-    application = create_app(h, tokens, max_body_mb << 20, run_every or None)
+    application = create_app(
+        h, tokens, max_body_mb << 20, run_every or None, ack_committed=ack is Ack.committed
+    )
     runs = f"billing run every {run_every:g} s when needed" if run_every else "no billing runs"
     out.print(
         f"Tally API on http://{host}:{port}/api/v2 for {h.root} ({len(tokens)} token(s); {runs})",

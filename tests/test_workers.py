@@ -111,3 +111,69 @@ def test_celery_workers_on_the_shared_deployment_equal_the_embedded_run(
     # The lake is in the bucket, Dagster's runs in PostgreSQL: nothing local but the engine.
     assert not (home.lake / "catalog.db").exists()
     assert not (home.root / "dagster" / "history").exists()
+
+
+def test_the_daemon_runs_the_sensors_queued_run_on_the_shared_deployment(
+    tmp_path: Path, services, monkeypatch
+):
+    """Dagster on PostgreSQL with the queued run coordinator: `dagster-daemon` evaluates the
+    billing sensor, the run it asks for waits in the queue until the daemon launches it, and the
+    warehouse equals the embedded run."""
+    import os
+    import signal
+    import sys
+    import time
+
+    import dagster as dg
+
+    expected, config, days = reference(tmp_path)
+    namespace = "q" + uuid.uuid4().hex[:12]
+    shared = services.env(namespace) | {
+        "TALLY_DAGSTER_STORAGE": services.new_database(f"dagster_{namespace}"),
+        **NOW,
+    }
+    home = new_home(tmp_path / "queued", config)
+    tally("ingest", *map(str, days), home=home, check=False, **shared)
+    dagster_home = home.root / "dagster" / "shared"
+    assert "QueuedRunCoordinator" in (dagster_home / "dagster.yaml").read_text()
+    env = tally_env(home, **shared) | {"DAGSTER_HOME": str(dagster_home)}
+    log = tmp_path / "daemon.log"
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "dagster._daemon", "run", "-m", "pipelines.definitions"],
+        env=env,
+        cwd=dagster_home,
+        stdout=open(log, "wb"),  # noqa: SIM115 - the daemon owns it
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    for key, value in env.items():
+        if key.startswith(("TALLY_", "DAGSTER_", "AWS_")):
+            monkeypatch.setenv(key, value)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            deadline = time.monotonic() + 240
+            runs: list = []
+            while time.monotonic() < deadline:
+                runs = instance.get_runs()
+                if runs and all(r.is_finished for r in runs):
+                    break
+                assert daemon.poll() is None, log.read_text()[-3000:]
+                time.sleep(1)
+            assert runs, "the sensor asked for no run:\n" + log.read_text()[-3000:]
+            for run in runs:
+                assert run.status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-3000:]
+                assert run.tags.get("dagster/sensor_name") == "billing_sensor"
+                kinds = [
+                    e.dagster_event.event_type
+                    for e in instance.all_logs(run.run_id)
+                    if e.dagster_event is not None
+                ]
+                queued = kinds.index(dg.DagsterEventType.RUN_ENQUEUED)
+                assert queued < kinds.index(dg.DagsterEventType.RUN_STARTING)
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+    assert warehouse_rows(home) == expected  # the views read the bucket (env set above)

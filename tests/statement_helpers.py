@@ -131,11 +131,38 @@ _OVERFLOW_JS = """() => {
 }"""
 
 
+# Every place where an identifier cell (`td.id`) wraps inside a word: between two characters
+# neither of which is a separator (`_ - . / : @`, a space or the middle dot of a seat's users).
+_MIDWORD_JS = """() => {
+    const seps = new Set(['_', '-', '.', '/', ':', '@', ' ', '\u00b7', ',']);
+    const bad = [];
+    for (const cell of document.querySelectorAll('main td.id')) {
+        const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+        let prev = null;  // [character, top of its line box]
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            for (let i = 0; i < node.length; i++) {
+                const range = document.createRange();
+                range.setStart(node, i);
+                range.setEnd(node, i + 1);
+                const rect = range.getClientRects()[0];
+                if (!rect) continue;
+                const ch = node.data[i];
+                if (prev && rect.top > prev[1] + 1 && !seps.has(prev[0]) && !seps.has(ch))
+                    bad.push(`${cell.textContent.slice(0, 60)}: ${prev[0]} | ${ch}`);
+                prev = [ch, rect.top];
+            }
+        }
+    }
+    return bad;
+}"""
+
+
 @dataclass(frozen=True)
 class Layout:
     screenshot: Path
     overflows: list[str]  # elements wider than their container (empty: everything fits)
     height: int
+    midword: list[str] = ()  # identifier cells wrapped inside a word (empty: none)
 
 
 def layout_in_chromium(
@@ -163,12 +190,13 @@ def layout_in_chromium(
             page.goto(html_file.as_uri(), wait_until="load")
             page.screenshot(path=str(screenshot), full_page=True)
             overflows = page.evaluate(_OVERFLOW_JS)
+            midword = page.evaluate(_MIDWORD_JS)
             height = page.evaluate("document.documentElement.scrollHeight")
             if pdf is not None:
                 page.pdf(path=str(pdf), format="A4", prefer_css_page_size=True)
         finally:
             browser.close()
-    return Layout(screenshot, overflows, height)
+    return Layout(screenshot, overflows, height, midword)
 
 
 CHROMIUM_ARGS = [

@@ -558,7 +558,8 @@ def test_html_shows_2_decimals_a_summary_first_and_seats_with_their_users(nov_ho
     assert "/somewhere/warehouse.duckdb" in page
     users = render.seat_users(doc)
     seat = next(b["recipient_id"] for b in doc["balances"] if b["recipient_type"] == "seat")
-    assert users[seat] and f'Seat {seat} <span class="muted">· {users[seat]}</span>' in page
+    shown = f'Seat {render.breakable(seat)} <span class="muted">· {users[seat]}</span>'
+    assert users[seat] and shown in page
     assert render.money("-2.005") == "-2.01" and render.money("0.004") == "0.00"
 
 
@@ -594,9 +595,18 @@ def test_statement_tables_fit_at_1024_px_and_in_a4_print(nov_home, tmp_path, wid
         pdf=pdf,
     )
     assert shown.overflows == []
+    assert shown.midword == []  # ids wrap after `_`, `-`, `.`: "seat_" + "allowance"
     assert shown.screenshot.stat().st_size > 20_000
     if pdf is not None:
         assert pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_ids_wrap_only_after_separators_or_every_16_characters():
+    assert render.breakable("seat_allowance") == "seat_<wbr>allowance"
+    assert render.breakable("a.b-c/d:e@f") == "a.<wbr>b-<wbr>c/<wbr>d:<wbr>e@<wbr>f"
+    assert render.breakable("x" * 20) == "x" * 16 + "<wbr>" + "x" * 4
+    assert render.breakable("<b>_&") == "&lt;b&gt;_<wbr>&amp;"  # escaped, then marked up
+    assert render.breakable(None) == ""
 
 
 def test_tally_statement_writes_a_real_pdf_and_refuses_unknown_suffixes(fresh_home, tmp_path):

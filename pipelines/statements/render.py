@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -13,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup, escape
 
 from pipelines.statements import charts
 from pipelines.statements.statement import BALANCE_FIGURES, encode
@@ -71,6 +73,22 @@ def instant(value) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+_SEPARATED = re.compile(r"(?<=[_\-./:@])")
+_LONGEST_UNBROKEN = 16
+
+
+def breakable(value) -> Markup:
+    """An identifier that may wrap after its separators (`_ - . / : @`), and every 16 characters
+    of a longer run, but nowhere else: `seat_allowance` wraps as `seat_` + `allowance`, never
+    as `seat_allowanc` + `e` (cells of ids use `overflow-wrap: break-word`, see base.html.j2)."""
+    text = "" if value is None else str(value)
+    pieces = []
+    for part in _SEPARATED.split(text):
+        run = [part[i : i + _LONGEST_UNBROKEN] for i in range(0, len(part), _LONGEST_UNBROKEN)]
+        pieces.extend(str(escape(chunk)) for chunk in run)
+    return Markup("<wbr>".join(pieces))
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -83,6 +101,7 @@ def _environment() -> jinja2.Environment:
     env.filters["money"] = money
     env.filters["key_value"] = key_value
     env.filters["instant"] = instant
+    env.filters["breakable"] = breakable
     return env
 
 

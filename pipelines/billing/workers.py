@@ -70,12 +70,12 @@ def executor() -> dg.ExecutorDefinition:
         share = str(max(1, (os.cpu_count() or 1) // workers()))
         os.environ.setdefault("TALLY_DUCKDB_THREADS", share)
         os.environ.setdefault("TALLY_PRICING_THREADS", share)
-        # Step processes fork from a server that has imported the code location once: a step
-        # starts in a fraction of a second instead of importing Dagster and Tally anew.
+        # Step processes fork from a server that has imported and built the code location once:
+        # a step starts without importing Dagster and Tally anew (pipelines/billing/preload.py).
         return dg.multiprocess_executor.configured(
             {
                 "max_concurrent": workers(),
-                "start_method": {"forkserver": {"preload_modules": ["pipelines.definitions"]}},
+                "start_method": {"forkserver": {"preload_modules": ["pipelines.billing.preload"]}},
             }
         )
     return dg.in_process_executor

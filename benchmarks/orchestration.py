@@ -80,7 +80,12 @@ def run_cli(code: Path | None, args: list[str], ok=(0,), **env: str) -> float:
 def settle(code: Path | None, home: Path) -> None:
     """Open the copied lake once, untimed: a copied home first re-registers its files (Iceberg
     metadata holds absolute paths), a one-off that a home in place never pays."""
-    script = f"from pipelines.landing.lake import Lake; Lake({str(home / 'lake')!r})"
+    script = (
+        "try:\n    from pipelines.landing.lake import Lake\n"
+        "except ImportError:  # a checkout from before the stage packages\n"
+        "    from pipelines.lib.lake import Lake\n"
+        f"Lake({str(home / 'lake')!r})"
+    )
     environ = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
     subprocess.run([sys.executable, "-c", script], env=environ, cwd=code, check=True)
 
@@ -112,6 +117,8 @@ def measure(code: Path | None, landed: Path, work: Path, repeat: int) -> dict:
         home = work / f"home-{'new' if code is None else 'baseline'}-{i}"
         shutil.rmtree(home, ignore_errors=True)
         shutil.copytree(landed, home)
+        # Each code writes its own Dagster instance file (module paths differ between versions).
+        (home / "dagster" / "dagster.yaml").unlink(missing_ok=True)
         settle(code, home)
         env = {"TALLY_HOME": str(home), "TALLY_NOW": "2026-12-01T06:00:00Z"}
         full.append(run_cli(code, ["run"], **env))

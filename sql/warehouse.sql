@@ -10,7 +10,7 @@
 -- `SET VARIABLE tally_home = '/the/new/home'` (or `tally run` there, which republishes it).
 -- The {name} placeholders are quoted literals filled in by pipelines/warehouse/publish.py: each
 -- source's file glob relative to the home (or an empty file of the right schema while it has no
--- files yet); {hot_key_*} list the hot-key columns (identifiers quoted by warehouse.py).
+-- files yet); {hot_key_*} list the hot-key columns (identifiers quoted by publish.py).
 --
 -- UTC always: `day`/`date` columns and the macros' day boundaries are UTC days, whatever the
 -- session's TimeZone (the DuckDB CLI defaults to local time).

@@ -131,14 +131,15 @@ _OVERFLOW_JS = """() => {
 }"""
 
 
-# Every place where an identifier cell (`td.id`) wraps inside a word: between two characters
-# neither of which is a separator (`_ - . / : @`, a space or the middle dot of a seat's users).
+# Every place where an identifier cell (`td.id`) wraps inside a word: between two characters of
+# one text node (a `<wbr>` ends a node) neither of which is a separator (`_ - . / : @`, a space,
+# a comma or the middle dot of a seat's users).
 _MIDWORD_JS = """() => {
     const seps = new Set(['_', '-', '.', '/', ':', '@', ' ', '\u00b7', ',']);
     const bad = [];
     for (const cell of document.querySelectorAll('main td.id')) {
         const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
-        let prev = null;  // [character, top of its line box]
+        let prev = null;  // [character, top of its line box, its text node]
         for (let node = walker.nextNode(); node; node = walker.nextNode()) {
             for (let i = 0; i < node.length; i++) {
                 const range = document.createRange();
@@ -147,9 +148,10 @@ _MIDWORD_JS = """() => {
                 const rect = range.getClientRects()[0];
                 if (!rect) continue;
                 const ch = node.data[i];
-                if (prev && rect.top > prev[1] + 1 && !seps.has(prev[0]) && !seps.has(ch))
+                if (prev && prev[2] === node && rect.top > prev[1] + 1
+                    && !seps.has(prev[0]) && !seps.has(ch))
                     bad.push(`${cell.textContent.slice(0, 60)}: ${prev[0]} | ${ch}`);
-                prev = [ch, rect.top];
+                prev = [ch, rect.top, node];
             }
         }
     }

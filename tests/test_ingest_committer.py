@@ -9,7 +9,9 @@ import time
 
 from pipelines.api import ingest
 from pipelines.landing.lake import COMPACT_FANIN, Lake
+from pipelines.landing.schema import SIGNAL_SCHEMA, SIGNALS
 from pipelines.landing.validate import validate
+from pipelines.storage.catalog import table as catalog_table
 
 
 def _docs(start: int, n: int) -> list[bytes]:
@@ -45,22 +47,22 @@ def _stream(committer: ingest.Committer, seconds: float, first: int = 0) -> int:
 
 def test_a_steady_stream_publishes_without_compacting_and_a_pause_compacts(tmp_path, monkeypatch):
     monkeypatch.setattr(ingest, "SETTLE_SECONDS", 0.05)
-    monkeypatch.setattr(ingest, "IDLE_SECONDS", 0.3)
+    monkeypatch.setattr(ingest, "IDLE_SECONDS", 2.0)  # a stalled test thread is no pause
     monkeypatch.setattr(ingest, "COMPACT_SECONDS", 3600.0)
     lake = Lake(tmp_path / "lake")
     settles: list[bool] = []
     settle = lake.settle
 
     def recording(compact: bool = True) -> None:
-        settles.append(compact)
         settle(compact=compact)
+        settles.append(compact)  # once done: the test reads what it left
 
     monkeypatch.setattr(lake, "settle", recording)
     committer = ingest.Committer(lake)
     try:
         sent = _stream(committer, 1.0)
         assert settles and not any(settles)  # published under the stream, never compacted
-        published = len(lake.table("signals").inspect.files())  # the tables as published
+        published = len(_table_files(lake))  # the table as published
         assert published >= COMPACT_FANIN
         deadline = time.monotonic() + 10
         while not any(settles) and time.monotonic() < deadline:
@@ -79,9 +81,15 @@ def test_a_steady_stream_publishes_without_compacting_and_a_pause_compacts(tmp_p
         lake.close()
 
 
+def _table_files(lake: Lake):
+    """The signals table's files as an outside reader sees them: loaded from the catalog afresh
+    (not the lake's own table object, which the committer thread uses), nothing published first."""
+    return catalog_table(lake.storage, SIGNALS, SIGNAL_SCHEMA, "timestamp").inspect.files()
+
+
 def _in_table(lake: Lake) -> int:
-    """Signals the Iceberg table lists, read as an outside reader would (no publishing first)."""
-    return sum(lake.table("signals").inspect.files()["record_count"].to_pylist())
+    """Signals the Iceberg table lists, read as an outside reader would."""
+    return sum(_table_files(lake)["record_count"].to_pylist())
 
 
 def test_ack_committed_puts_every_acknowledged_signal_in_the_table_first(tmp_path, monkeypatch):

@@ -138,8 +138,9 @@ class Committer:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if item is None:  # closing: land what came before, then publish it all
                     self._commit(group)
+                    self._settle()
                     return
                 group.append(item)
                 rows += item.validated.accepted.num_rows

@@ -1,7 +1,7 @@
 """The lake's index: idempotency keys, counters, landing intents and replaced files.
 
 What must be shared by every process that lands into one lake, beside the Iceberg tables:
-- `idem`: each idempotency key ever accepted (packed, see `pipelines.landing.lake`) -> the landing
+- `idem`: each idempotency key ever accepted (packed, see `pipelines.landing.dedup`) -> the landing
   sequence number of its first copy ("first copy wins", forever);
 - counters: the next sequence number, the next batch number, the last `received_at`;
 - intents: the files a landing or compaction is writing, and whether its index commit is done

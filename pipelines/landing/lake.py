@@ -21,8 +21,9 @@ durable and the keys already indexed): the retry then finds every signal a dupli
 copy that is in the table. Readers list files from the table's current snapshot (`Lake.files`),
 so they never see a file that is not complete.
 
-Small batches are merged by size tier (`compact`), one Iceberg replace commit each, so a day holds
-a bounded number of files (at most `3 * tiers`, about 30) however many tiny batches arrive.
+Small batches are merged by size tier (`compact`), one Iceberg replace commit each, so after each
+compaction a day holds a bounded number of files (at most `3 * tiers`, about 30) however many tiny
+batches arrived (`tally serve` compacts at a pause in its stream, or at least every 30 s).
 Replaced files are deleted after a grace period so that a reader holding an older listing can
 finish; `Lake.maintain` expires old snapshots (docs/storage.md).
 """
@@ -268,10 +269,10 @@ class Lake:
                 pass
 
     def settle(self, compact: bool = True) -> None:
-        """Publish what `land(..., publish=False)` acknowledged, then (`compact`) compact."""
+        """Publish what `land(..., publish=False)` acknowledged, then tidy (compaction only with
+        `compact`; snapshot expiry and garbage collection always)."""
         with self._writer(publish_own=True):
-            if compact:
-                self._tidy()
+            self._tidy(compact)
 
     # ----------------------------------------------------------------------------- landing
     def land(
@@ -346,12 +347,12 @@ class Lake:
             with self._writer(publish_own=True):
                 self._tidy()
 
-    def _tidy(self) -> None:
-        """Compaction and garbage collection after a commit. The batch is already durable, so a
-        failure here must not fail the landing (a caller would retry what was acknowledged): it
-        is logged, and the next landing compacts again."""
+    def _tidy(self, compact: bool = True) -> None:
+        """Compaction (with `compact`), garbage collection and snapshot expiry after a commit. The
+        batch is already durable, so a failure here must not fail the landing (a caller would
+        retry what was acknowledged): it is logged, and the next landing compacts again."""
         try:
-            for date in sorted(self._untidy):
+            for date in sorted(self._untidy) if compact else ():
                 self._compact(SIGNALS, date)
                 self._untidy.discard(date)
             self.collect_garbage()

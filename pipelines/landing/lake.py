@@ -416,13 +416,14 @@ class Lake:
     def _write_files(self, plans: list[tuple[str, str, str, pa.Table]]) -> list[tuple[str, object]]:
         """Write each planned file durably; (kind, Iceberg DataFile) of each."""
         written, sums = [], []
-        new_dirs = {Path(path).parent for path, *_ in plans if not Path(path).parent.exists()}
+        local = self.storage.local  # local files: their directories are fsync'd once, at the end
+        new_dirs = {Path(p).parent for p, *_ in plans if local and not Path(p).parent.exists()}
         for path, kind, _, table in plans:
             faults.point("land.write")
             metadata, recorded = self.objects.write_parquet(path, table)
             sums.append(recorded)
             written.append((kind, self._data_file(kind, path, metadata, recorded[1])))
-        if self.storage.local:
+        if local:
             self.objects.sync_dirs([path for path, *_ in plans], new_dirs)
         self.index.record_sums(sums)
         return written

@@ -77,10 +77,11 @@ FROM internal.priced_signal
 WHERE status = 'priced';
 
 -- Everything landed, duplicates included (flagged). During compaction a signal can briefly sit in
--- two files: one row per landing sequence number.
+-- two files: one row per landing sequence number. `shard_key` orders the lake's files (files
+-- landed before it existed lack it).
 CREATE VIEW raw_signal AS
-SELECT * EXCLUDE (seq)
-FROM read_parquet(internal.files({signals}), hive_partitioning = false)
+SELECT COLUMNS(lambda c: c NOT IN ('seq', 'shard_key'))
+FROM read_parquet(internal.files({signals}), hive_partitioning = false, union_by_name = true)
 QUALIFY row_number() OVER (PARTITION BY seq) = 1;
 
 CREATE VIEW rejected_signal AS

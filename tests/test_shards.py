@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import tally, tally_env
 
@@ -18,21 +22,43 @@ from pipelines.billing.engine import run_engine
 from pipelines.billing.shards import Shard, ShardError, ensure_layout, shard_count, shard_of
 from pipelines.core.home import Home
 from pipelines.core.sql import connect
-from pipelines.landing.lake import release
+from pipelines.landing.lake import Lake, release
+from pipelines.landing.schema import SIGNALS, shard_key, shard_keys
+from pipelines.pricing.price import landed_view
 
 NOW = {"TALLY_NOW": "2026-11-10T06:00:00Z"}
+LEGACY = Path(__file__).parent / "data" / "legacy_lake"  # see tests/test_migrate.py
+LEGACY_NOW = "2026-11-20T06:00:00Z"
 OUTPUTS = ("fact_signal", "signal_rollup", "balance_snapshot", "grant_balance", "credit_event")
 
 
 def test_shard_of_is_a_stable_hash_of_the_customer_id():
     # Pinned: a different function would silently move customers between shards' files.
-    assert [shard_of(c, 4) for c in ("cus_acme", "cus_globex", "cus_initech")] == [1, 2, 2]
-    assert shard_of("cus_acme", 7) == 3
-    digest = hashlib.sha256(b"cus_acme").digest()
-    assert shard_of("cus_acme", 1000) == int.from_bytes(digest[:8], "big") % 1000
-    assert shard_of(None, 4) == 0 and shard_of("anything", 1) == 0
+    assert (
+        shard_key("cus_acme") == 48567 == int.from_bytes(hashlib.sha256(b"cus_acme").digest()[:2])
+    )
+    assert [shard_of(c, 4) for c in ("cus_acme", "cus_globex", "cus_initech")] == [2, 1, 0]
+    assert shard_of("cus_acme", 7) == 5 == 48567 * 7 // 65536
+    assert shard_key(None) == 0 and shard_of(None, 4) == 0 and shard_of("anything", 1) == 0
     spread = {shard_of(f"cus_{i}", 8) for i in range(200)}
     assert spread == set(range(8))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 32, 255, 256])
+def test_each_shard_holds_one_contiguous_range_of_shard_keys(count: int):
+    # The lake's files are sorted by shard key; a shard reads the rows of its range alone, so the
+    # ranges must partition 0..65535 exactly as shard_of assigns the keys.
+    ranges = [Shard(i, count).keys for i in range(count)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == 65535
+    assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    for i, (first, last) in enumerate(ranges):
+        assert first * count // 65536 == i == last * count // 65536
+    customers = [f"cus_{i}" for i in range(300)] + [None]
+    keys = shard_keys(pa.array(customers, pa.string())).to_pylist()
+    assert keys == [shard_key(c) for c in customers]
+    for c, k in zip(customers, keys, strict=True):
+        first, last = Shard(shard_of(c, count), count).keys
+        assert first <= k <= last
 
 
 def test_shard_count_setting(monkeypatch):
@@ -52,7 +78,11 @@ def test_changing_the_shard_count_clears_the_engine_files(tmp_path: Path):
     assert (engine / "fact_signal").exists()
     assert ensure_layout(engine, 4) is True and not (engine / "fact_signal").exists()
     assert ensure_layout(engine, 4) is False
-    assert (engine / "SHARDS").read_text() == "4\n"
+    assert (engine / "SHARDS").read_text() == "4 key16\n"
+    # files of several shards written under the earlier mapping (SHA-256 modulo the count)
+    (engine / "SHARDS").write_text("4\n")
+    (engine / "fact_signal" / "date=2026-11-01").mkdir(parents=True)
+    assert ensure_layout(engine, 4) is True and not (engine / "fact_signal").exists()
 
 
 def workload_home(tmp_path: Path, name: str) -> tuple[Home, list[Path]]:
@@ -152,9 +182,120 @@ def test_tally_run_with_shards_day_by_day_equals_one_shard(tmp_path: Path):
     # Another shard count recomputes every day with the new layout, to the same numbers.
     tally("run", home=sharded, **{**env, "TALLY_SHARDS": "2"})
     assert warehouse(sharded) == warehouse(one)
-    assert (sharded.engine_dir / "SHARDS").read_text() == "2\n"
+    assert (sharded.engine_dir / "SHARDS").read_text() == "2 key16\n"
     names = {p.name for p in (sharded.engine_dir / "balance_snapshot").glob("date=*/*")}
     assert names == {"data-s000.parquet", "data-s001.parquet"}
+
+
+def test_lake_files_are_sorted_by_shard_key_so_a_shard_skips_the_others_row_groups(
+    tmp_path: Path,
+):
+    """Landing stores each signal's shard key and sorts a day's file by it in row groups of
+    32,768: the row groups' key ranges are disjoint and ordered, so a shard's range condition
+    reads only its own (DuckDB skips a row group by its statistics)."""
+    home = Home(tmp_path / "home")
+    home.config_dir.mkdir(parents=True)
+    lines = [
+        json.dumps(
+            {
+                "eventName": "email_sent",
+                "customer": {"externalCustomerId": f"cus_{i % 997}"},
+                "timestamp": "2026-11-02T10:00:00Z",
+                "data": {},
+            }
+        )
+        for i in range(100_000)
+    ]
+    (tmp_path / "day.jsonl").write_text("\n".join(lines) + "\n")
+    tally("ingest", str(tmp_path / "day.jsonl"), home=home)
+    lake = Lake(home.lake)
+    (lf,) = lake.files()
+    assert lf.keyed and lf.rows == 100_000
+    meta = pq.ParquetFile(lf.path).metadata
+    column = meta.schema.to_arrow_schema().get_field_index("shard_key")
+    groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
+    assert [g.num_rows for g in groups] == [32768, 32768, 32768, 1696]
+    bounds = [(g.column(column).statistics.min, g.column(column).statistics.max) for g in groups]
+    assert all(a[1] <= b[0] for a, b in zip(bounds, bounds[1:], strict=False)), bounds
+    rows = lake.read(lf).select(["shard_key", "seq", "external_customer_id"]).to_pylist()
+    assert [(r["shard_key"], r["seq"]) for r in rows] == sorted(
+        (r["shard_key"], r["seq"]) for r in rows
+    )
+    assert all(r["shard_key"] == shard_key(r["external_customer_id"]) for r in rows)
+    # Shard 2 of 4's view reads the row groups holding its keys, and exactly its customers' rows.
+    con = connect()
+    shard = Shard(2, 4)
+    landed_view(con, [lf], shard)
+    plan = con.sql("EXPLAIN ANALYZE SELECT count(*) FROM landed").fetchall()[0][1]
+    scanned = re.search(r"Row Groups Scanned: (\d+) / 4", plan)
+    assert scanned and int(scanned[1]) <= 2, plan
+    ((n,),) = con.sql("SELECT count(*) FROM landed").fetchall()
+    assert n == sum(1 for r in rows if shard.holds(r["external_customer_id"])) > 0
+    release(home.lake)
+
+
+def test_a_lake_from_before_shard_keys_gives_the_same_numbers_on_shards(tmp_path: Path):
+    """A lake landed before shard keys (here: migrated from the earlier format) gains the column
+    in its table schema; its files, and days that mix them with new ones, are priced on shards
+    by hashing customer ids; compaction rewrites them with keys. Every step equals one shard."""
+    homes = [Home(tmp_path / name) for name in ("one", "three")]
+    for home in homes:
+        shutil.copytree(LEGACY / "home", home.root)
+        tally("migrate", home=home)
+    lake = Lake(homes[1].lake)
+    table = lake.table(SIGNALS)
+    assert table.schema().find_field("shard_key").field_id == 16
+    assert "shard_key" in table.properties["schema.name-mapping.default"]
+    old = lake.files(date="2026-11-01")
+    assert len(old) == 2 and not any(f.keyed for f in old)
+    copies = [r for r in lake.read(old[0]).to_pylist() if not r["is_duplicate"]][:150]
+    release(homes[1].lake)
+
+    def run_both() -> None:
+        tally("run", home=homes[0], TALLY_NOW=LEGACY_NOW)
+        tally("run", home=homes[1], TALLY_NOW=LEGACY_NOW, TALLY_SHARDS="3")
+        assert warehouse(homes[1]) == warehouse(homes[0])
+
+    run_both()  # unkeyed files only
+    for n in range(2):
+        batch = tmp_path / f"more-{n}.jsonl"
+        batch.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "eventName": r["event_name"],
+                        "customer": {"externalCustomerId": r["external_customer_id"]},
+                        "attribution": {"externalProductId": r["external_product_id"]},
+                        "timestamp": r["timestamp"].isoformat(),
+                        "data": json.loads(r["data"]),
+                    }
+                )
+                + "\n"
+                for r in copies
+            )
+        )
+        for home in homes:
+            tally("ingest", str(batch), home=home)
+        lake = Lake(homes[1].lake)
+        day = lake.files(date="2026-11-01")
+        if n == 0:  # a day mixing files with and without keys
+            assert [f.keyed for f in day] == [False, False, True]
+            # Another engine reads the table through its name mapping (old files: no key).
+            scanned = lake.table(SIGNALS).scan(selected_fields=("seq", "shard_key")).to_arrow()
+            assert scanned.num_rows == 3197 + 150
+            assert scanned["shard_key"].null_count == 3197
+        else:  # four files of one size tier: compaction merged them into one, with keys
+            (merged,) = day
+            assert merged.keyed and merged.rows == 207 + 200 + 300
+            keys = lake.read(merged)["shard_key"].to_pylist()
+            assert keys == sorted(keys)
+        release(homes[1].lake)
+        run_both()
+    con = connect(homes[1].warehouse, read_only=True)
+    columns = [r[0] for r in con.sql("DESCRIBE raw_signal").fetchall()]
+    assert "shard_key" not in columns and "seq" not in columns
+    assert con.sql("SELECT count(*) FROM raw_signal").fetchall() == [(3197 + 300,)]
+    con.close()
 
 
 def test_the_code_location_has_an_asset_per_shard(tmp_path: Path):

@@ -18,7 +18,7 @@ from pipelines.core.sql import connect, load_sql
 from pipelines.landing.lake import Lake
 from pipelines.ledger.burndown import output_files
 from pipelines.pricing.config import Config
-from pipelines.pricing.price import fact_signal_files, shard_view
+from pipelines.pricing.price import fact_signal_files, landed_view
 from pipelines.storage.files import write_bytes_atomic
 
 
@@ -49,15 +49,14 @@ def conservation(home: Home, config: Config, last_day: str, shard: Shard = ONE) 
 
 def signal_status(home: Home, days: list[str], shard: Shard = ONE) -> list[tuple]:
     lake = Lake(home.lake)
-    landed = [str(f.path) for d in days for f in lake.files(date=d)]
+    landed = [f for d in days for f in lake.files(date=d)]
     fact = _fact_files(home.engine_dir, days, shard)
     if not landed and not fact:
         return []
     con = connect()
     if not landed or not fact:
         return [(None, f"{len(landed)} landed files but {len(fact)} fact_signal files")]
-    con.read_parquet(landed).create_view("landed_all")
-    shard_view(con, shard)  # view `landed`: the signals of the shard's customers
+    landed_view(con, landed, shard)  # view `landed`: the signals of the shard's customers
     con.read_parquet(fact).create_view("fact")
     return con.sql(load_sql("check_signal_status")).fetchall()
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from pipelines.billing.shards import Shard, all_shards, ensure_layout, shard_count
+from pipelines.billing.shards import MAPPING, Shard, all_shards, ensure_layout, shard_count
 from pipelines.core.home import Home
 from pipelines.core.sql import connect, load_sql
 from pipelines.landing.errors import IntegrityError
@@ -92,8 +92,9 @@ def pricing_versions(config: Config, days: list[str]) -> dict[str, str]:
             "users": [(u.customer_id, u.external_id) for u in config.users],
             "seats": [(s.id, s.customer_id) for s in config.seats],
             "hot_keys": list(config.hot_keys),
-            # files are per shard: another count prices every day again (1: as before shards)
-            **({"shards": shard_count()} if shard_count() > 1 else {}),
+            # files are per shard: another count or mapping prices every day again (1: as
+            # before shards)
+            **({"shards": [shard_count(), MAPPING]} if shard_count() > 1 else {}),
         }
     )
     spans: list[tuple[str | None, str | None, str]] = []
@@ -124,7 +125,7 @@ def grant_versions(config: Config, days: list[str]) -> dict[str, str]:
     ordered = sorted(config.grants, key=lambda g: (g.starts_at, g.id))
     running, i, out = hashlib.sha256(b"grants"), 0, {}
     if shard_count() > 1:  # the ledger's files are per shard: another count recomputes it all
-        running.update(f"shards={shard_count()}".encode())
+        running.update(f"shards={shard_count()} {MAPPING}".encode())
     for day in sorted(days):
         while i < len(ordered) and _day(ordered[i].starts_at).isoformat() <= day:
             running.update(_fp(asdict(ordered[i])).encode())

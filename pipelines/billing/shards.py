@@ -1,27 +1,32 @@
 """Customer shards: the unit the engine's work splits into within a day.
 
-A customer's signals, seats, grants and balances all belong to one shard, chosen by a stable hash
-of the customer id (the first 8 bytes of its SHA-256, modulo the shard count), so a shard's
-pricing and ledger never read another shard's files and one customer's numbers never depend on
-another shard's work. `TALLY_SHARDS` sets the count (default 1: one shard, the files named as
-they always were). Changing it recomputes every day once (the engine's working files are derived
-from the lake; see `ensure_layout`).
+A customer's signals, seats, grants and balances all belong to one shard, so a shard's pricing and
+ledger never read another shard's files and one customer's numbers never depend on another shard's
+work. The shard comes from the customer's *shard key*, a stable hash of its id (the first 2 bytes
+of its SHA-256: 0..65535; no customer: 0): with N shards, shard i holds the keys k with
+floor(k * N / 65536) = i, a contiguous range. The lake stores each signal's key and sorts its
+files by it, so a shard's steps read only the row groups of its range. `TALLY_SHARDS` sets the
+count (default 1: one shard, the files named as they always were). Changing it recomputes every day
+once (the engine's working files are derived from the lake; see `ensure_layout`).
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.landing.schema import KEY_SPACE, shard_key
 from pipelines.storage.files import write_bytes_atomic
 
 SHARDS_ENV = "TALLY_SHARDS"
 MAX_SHARDS = 256
 LAYOUT_FILE = "SHARDS"  # in <home>/engine: the shard count its files were written with
+# How customers map to shards. Files of several shards written under another mapping (before shard
+# keys: SHA-256 modulo the count) are recomputed once; one shard is the same under every mapping.
+MAPPING = "key16"
 ENGINE_OUTPUTS = (
     "fact_signal",
     "signal_rollup",
@@ -48,6 +53,14 @@ class Shard:
     def holds(self, customer: str | None) -> bool:
         return shard_of(customer, self.count) == self.index
 
+    @property
+    def keys(self) -> tuple[int, int]:
+        """The first and last shard key of this shard (inclusive)."""
+        return (
+            -(-self.index * KEY_SPACE // self.count),
+            -(-(self.index + 1) * KEY_SPACE // self.count) - 1,
+        )
+
     def owns(self, path: Path) -> bool:
         """Whether an engine file (`data-s003.parquet`, `late-...-s003.parquet`) is this shard's."""
         return self.count == 1 or path.stem.endswith(self.suffix)
@@ -61,9 +74,7 @@ ONE = Shard(0, 1)
 
 def shard_of(customer: str | None, count: int) -> int:
     """The shard of a customer id (signals without a customer go to shard 0)."""
-    if count == 1 or customer is None:
-        return 0
-    return int.from_bytes(hashlib.sha256(customer.encode()).digest()[:8], "big") % count
+    return shard_key(customer) * count // KEY_SPACE
 
 
 def shard_count() -> int:
@@ -91,11 +102,12 @@ def ensure_layout(engine_dir: Path, count: int) -> bool:
     # Shards' steps start side by side: one of them changes the layout, the others then see it.
     with open(engine_dir / ".layout.lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        layout = f"{count}\n" if count == 1 else f"{count} {MAPPING}\n"
         try:
-            recorded = int(marker.read_text().strip())
-        except (OSError, ValueError):
+            recorded = marker.read_text()
+        except OSError:
             recorded = None
-        if recorded == count:
+        if recorded == layout:
             return False
         removed = False
         if recorded is not None or count != 1:  # a home from before shards holds 1-shard files
@@ -103,5 +115,5 @@ def ensure_layout(engine_dir: Path, count: int) -> bool:
                 if (engine_dir / name).exists():
                     shutil.rmtree(engine_dir / name)
                     removed = True
-        write_bytes_atomic(f"{count}\n".encode(), marker)
+        write_bytes_atomic(layout.encode(), marker)
         return removed

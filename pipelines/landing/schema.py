@@ -3,6 +3,7 @@ entry, signal ids."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 SIGNALS = "signals"
+KEY_SPACE = 1 << 16  # shard keys are 0..65535
 REJECTS = "rejects"
 
 SIGNAL_SCHEMA = pa.schema(
@@ -29,6 +31,8 @@ SIGNAL_SCHEMA = pa.schema(
         ("is_duplicate", pa.bool_()),
         ("duplicate_of", pa.string()),
         ("source", pa.string()),
+        # the customer's shard key (pipelines/billing/shards.py); files are sorted by it
+        ("shard_key", pa.int32()),
     ]
 )
 REJECT_SCHEMA = pa.schema(
@@ -77,6 +81,7 @@ class LakeFile:
     min_seq: int
     max_seq: int
     batch: int
+    keyed: bool = True  # a signal file with its rows' shard keys (not one from before them)
     data_file: object = field(default=None, compare=False, repr=False)
 
 
@@ -93,3 +98,19 @@ def signal_ids(seqs: pa.Array) -> pa.Array:
 def kind_of(path: str) -> str:
     """The lake table a landed file belongs to (by its location)."""
     return SIGNALS if f"/{SIGNALS}/data/" in path else REJECTS
+
+
+def shard_key(customer: str | None) -> int:
+    """A customer id's shard key: the first 2 bytes of its SHA-256 (0 without a customer)."""
+    if customer is None:
+        return 0
+    return int.from_bytes(hashlib.sha256(customer.encode()).digest()[:2], "big")
+
+
+def shard_keys(customers: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """`shard_key` of each of `customers` (int32), hashing each distinct id once."""
+    if isinstance(customers, pa.ChunkedArray):
+        customers = customers.combine_chunks()
+    encoded = pc.dictionary_encode(customers)
+    keys = pa.array([shard_key(c) for c in encoded.dictionary.to_pylist()], pa.int32())
+    return pc.fill_null(keys.take(encoded.indices), 0)

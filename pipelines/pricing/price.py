@@ -18,6 +18,7 @@ import pyarrow as pa
 from pipelines.billing.shards import ONE, Shard
 from pipelines.core.sql import connect, render
 from pipelines.landing.lake import Lake
+from pipelines.landing.schema import LakeFile
 from pipelines.pricing.config import Config
 from pipelines.pricing.paths import parse_path, to_json_pointer
 from pipelines.storage.files import ENGINE_KEPT, atomic
@@ -213,21 +214,21 @@ def price_day(
     """
     day_files = lake.files(date=day)
     lake.check(day_files)  # size always; the checksum of a file modified since it was written
-    files = [str(f.path) for f in day_files]
-    if not files:
+    if not day_files:
         for output in (fact_signal_path, rollup_path):
             output(engine_dir, day, shard=shard).unlink(missing_ok=True)
         for path in _late_parts(engine_dir, day, shard):
             path.unlink()
         return PricedDay(day, 0, Decimal(0), {}, 0)
-    con.read_parquet(files).create_view("landed_all", replace=True)
-    max_seq = con.execute("SELECT max(seq) FROM landed_all").fetchone()[0]
+    landed_view(con, day_files, shard)  # views `landed_all` and `landed` (below: late ones)
+    ((max_seq,),) = con.execute("SELECT max(seq) FROM landed_all").fetchall()
     existing = fact_signal_files(engine_dir, day, shard)
     append = since is not None and bool(existing) and len(existing) <= MAX_LATE_FILES
     if append and max_seq <= since:
         return _counts(con, engine_dir, day, max_seq, shard)  # nothing new (e.g. compaction)
     # `since` is an integer from Dagster's records; a view's definition takes no parameters.
-    shard_view(con, shard, [f"seq > {int(since)}"] if append else [])
+    if append:
+        landed_view(con, day_files, shard, [f"seq > {int(since)}"])
     part = f"late-{int(since) + 1:016d}" if append else "data"
     _write_part(con, engine_dir, day, part, prepared, shard)
     if not append:
@@ -239,11 +240,24 @@ def price_day(
 _CUSTOMER = "coalesce(customer_id, external_customer_id)"  # as priced_signal.sql joins it
 
 
-def shard_view(con: duckdb.DuckDBPyConnection, shard: Shard, where: list[str] = ()) -> None:
-    """View `landed`: the rows of view `landed_all` of `shard`'s customers (signals without a
-    customer in shard 0), and meeting the SQL conditions `where` (trusted text)."""
+def landed_view(
+    con: duckdb.DuckDBPyConnection, files: list[LakeFile], shard: Shard, where: list[str] = ()
+) -> None:
+    """Views over lake files: `landed_all`, every row; `landed`, the rows of `shard`'s customers
+    (signals without a customer in shard 0) meeting the SQL conditions `where` (trusted text).
+
+    Files carry each signal's shard key and are sorted by it, so a shard's range condition
+    skips the row groups of other shards. Files from before shard keys (a lake of an earlier
+    version, until compaction rewrites them) are filtered by hashing the day's customer ids."""
+    keyed = all(f.keyed for f in files)
+    con.read_parquet([str(f.path) for f in files], union_by_name=not keyed).create_view(
+        "landed_all", replace=True
+    )
     where = list(where)
-    if shard.count > 1:
+    if shard.count > 1 and keyed:
+        first, last = shard.keys
+        where.append(f"shard_key BETWEEN {int(first)} AND {int(last)}")
+    elif shard.count > 1:
         keys = con.execute(f"SELECT DISTINCT {_CUSTOMER} FROM landed_all").fetchall()
         mine = [k for (k,) in keys if k is not None and shard.holds(k)]
         con.execute(

@@ -47,6 +47,7 @@ TABLE_PROPERTIES = {
     "write.metadata.metrics.column.seq": "full",
     "write.metadata.metrics.column.timestamp": "full",
     "write.metadata.metrics.column.received_at": "full",
+    "write.metadata.metrics.column.shard_key": "full",
 }
 
 
@@ -153,12 +154,13 @@ def forget(where: Storage) -> None:
 def iceberg_type(arrow_type):
     """The Iceberg type of a lake column's Arrow type (the lake uses these four)."""
     import pyarrow as pa
-    from pyiceberg.types import BooleanType, LongType, StringType, TimestamptzType
+    from pyiceberg.types import BooleanType, IntegerType, LongType, StringType, TimestamptzType
 
     if pa.types.is_timestamp(arrow_type):
         return TimestamptzType()
     for check, iceberg in (
         (pa.types.is_int64, LongType),
+        (pa.types.is_int32, IntegerType),
         (pa.types.is_string, StringType),
         (pa.types.is_boolean, BooleanType),
     ):
@@ -168,7 +170,8 @@ def iceberg_type(arrow_type):
 
 
 def table(where: Storage, name: str, schema, partition_field: str) -> Table:
-    """`<namespace>.<name>`, created (partitioned by the UTC day of `partition_field`) if new."""
+    """`<namespace>.<name>`, created (partitioned by the UTC day of `partition_field`) if new;
+    columns `schema` has and the table lacks are added (a lake from an earlier version)."""
     with _CREATE_LOCK:  # threads of one process: one creator (processes: see below)
         return _table(where, name, schema, partition_field)
 
@@ -186,7 +189,7 @@ def _table(where: Storage, name: str, schema, partition_field: str) -> Table:
     catalog = open_catalog(where)
     identifier = f"{where.namespace}.{name}"
     try:
-        return catalog.load_table(identifier)
+        return _evolve(catalog, identifier, catalog.load_table(identifier), schema)
     except Exception as exc:  # noqa: BLE001 - NoSuchTableError, or a catalog not yet created
         if type(exc).__name__ not in ("NoSuchTableError", "NoSuchNamespaceError"):
             raise
@@ -214,3 +217,31 @@ def _table(where: Storage, name: str, schema, partition_field: str) -> Table:
         )
     except Exception:  # noqa: BLE001 - TableAlreadyExistsError, or the same race in the database
         return catalog.load_table(identifier)
+
+
+def _evolve(catalog: SqlCatalog, identifier: str, table: Table, schema) -> Table:
+    """Add the columns of `schema` that `table` lacks (optional, at the end: files written before
+    read them as null), with their name mapping and metrics; another process may do it first."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    for _ in range(5):
+        known = {f.name for f in table.schema().fields}
+        missing = [f for f in schema if f.name not in known]
+        if not missing:
+            return table
+        try:
+            with table.transaction() as tx:
+                with tx.update_schema() as update:
+                    for f in missing:
+                        update.add_column(f.name, iceberg_type(f.type))
+                mapping = tx.table_metadata.schema().name_mapping.model_dump_json()
+                metrics = {
+                    k: v
+                    for k, v in TABLE_PROPERTIES.items()
+                    if k.startswith("write.metadata.metrics.column.")
+                }
+                tx.set_properties({"schema.name-mapping.default": mapping} | metrics)
+        except CommitFailedException:
+            pass
+        table = catalog.load_table(identifier)
+    return table

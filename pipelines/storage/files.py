@@ -120,19 +120,25 @@ _LOW_CARDINALITY = {
     "date",
     "reason",
 }
-_STATISTICS = {"seq", "timestamp", "received_at", "date", "occurred_at"}
+_STATISTICS = {"seq", "timestamp", "received_at", "date", "occurred_at", "shard_key"}
+
+
+ROW_GROUP_ROWS = 256 * 1024
 
 
 def write_parquet_atomic(
-    table: pa.Table, path: Path, kept: str = "the previous file is unchanged"
+    table: pa.Table,
+    path: Path,
+    kept: str = "the previous file is unchanged",
+    row_group_size: int = ROW_GROUP_ROWS,
 ) -> pq.FileMetaData:
     """Write `table` to `path` through `atomic`. Returns the file's footer."""
     with atomic(path, kept) as tmp, open(tmp, "wb") as fh:
-        metadata = write_parquet(table, fh)
+        metadata = write_parquet(table, fh, row_group_size)
     return metadata
 
 
-def write_parquet(table: pa.Table, sink) -> pq.FileMetaData:
+def write_parquet(table: pa.Table, sink, row_group_size: int = ROW_GROUP_ROWS) -> pq.FileMetaData:
     """Tally's Parquet settings: zstd, dictionaries and statistics where readers use them."""
     with pq.ParquetWriter(
         sink,
@@ -142,5 +148,5 @@ def write_parquet(table: pa.Table, sink) -> pq.FileMetaData:
         use_dictionary=[c for c in table.column_names if c in _LOW_CARDINALITY],
         write_statistics=[c for c in table.column_names if c in _STATISTICS],
     ) as writer:
-        writer.write_table(table, row_group_size=256 * 1024)
+        writer.write_table(table, row_group_size=row_group_size)
     return writer.writer.metadata

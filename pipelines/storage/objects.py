@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.storage.files import (
+    ROW_GROUP_ROWS,
     file_digest,
     fsync_dir,
     publish_file,
@@ -35,16 +36,18 @@ class Objects:
         self.local = local
         self._io = io
 
-    def write_parquet(self, path: str, table: pa.Table) -> tuple[pq.FileMetaData, tuple]:
+    def write_parquet(
+        self, path: str, table: pa.Table, row_group_size: int = ROW_GROUP_ROWS
+    ) -> tuple[pq.FileMetaData, tuple]:
         """Write `table` at `path`; its footer and `(path, size, mtime_ns, sha256)` to record.
         A local file's new directories are fsync'd by `sync_dirs` once per landing."""
         if self.local:
             local = Path(path)
-            metadata = write_parquet_atomic(table, local)
+            metadata = write_parquet_atomic(table, local, row_group_size=row_group_size)
             stat = local.stat()
             return metadata, (path, stat.st_size, stat.st_mtime_ns, file_digest(local))
         sink = pa.BufferOutputStream()
-        metadata = write_parquet(table, sink)
+        metadata = write_parquet(table, sink, row_group_size)
         body = sink.getvalue()
         with self._io().new_output(path).create(overwrite=True) as out:
             out.write(body)

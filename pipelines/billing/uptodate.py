@@ -16,7 +16,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from pipelines.billing.shards import SHARDS_ENV
+from pipelines.billing.shards import MAPPING, SHARDS_ENV
 from pipelines.core.home import DAGSTER_STORAGE_ENV, Home
 from pipelines.core.sql import SQL_DIR
 from pipelines.storage.files import write_bytes_atomic
@@ -72,7 +72,7 @@ def stamps(home: Home, through: str) -> dict | None:
         "lake": _lake_version(home),
         "config": sorted([p.name, *(_stat(p) or [])] for p in home.config_dir.glob("*.yaml")),
         "sql": sql.hexdigest(),
-        "shards": os.environ.get(SHARDS_ENV, ""),
+        "shards": [os.environ.get(SHARDS_ENV, ""), MAPPING],
         "warehouse": _stat(home.warehouse),
         "home": str(home.root),
     }

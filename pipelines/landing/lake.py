@@ -637,9 +637,12 @@ SHARD_ROW_GROUP_ROWS = 32 * 1024
 
 def by_shard(signals: pa.Table) -> pa.Table:
     """Signal rows sorted by shard key, then landing sequence: a shard's rows sit together, so
-    the row-group statistics of `shard_key` let a shard's steps skip the others' rows."""
-    keys = signals["shard_key"]
-    if signals.num_rows < 2 or pc.min_max(keys)["min"] == pc.min_max(keys)["max"]:
+    the row-group statistics of `shard_key` let a shard's steps skip the others' rows. A file of
+    one row group (or one key) gains nothing from it and keeps its order."""
+    if signals.num_rows <= SHARD_ROW_GROUP_ROWS:
+        return signals
+    bounds = pc.min_max(signals["shard_key"])
+    if bounds["min"] == bounds["max"]:
         return signals
     order = pc.sort_indices(signals, [("shard_key", "ascending"), ("seq", "ascending")])
     return signals.take(order)

@@ -17,8 +17,10 @@ several lakes. Any engine with an Iceberg reader sees `<namespace>.signals` and
 from __future__ import annotations
 
 import os
+import random
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -189,7 +191,7 @@ def _table(where: Storage, name: str, schema, partition_field: str) -> Table:
     catalog = open_catalog(where)
     identifier = f"{where.namespace}.{name}"
     try:
-        return _evolve(catalog, identifier, catalog.load_table(identifier), schema)
+        return _evolve(where, catalog, identifier, catalog.load_table(identifier), schema)
     except Exception as exc:  # noqa: BLE001 - NoSuchTableError, or a catalog not yet created
         if type(exc).__name__ not in ("NoSuchTableError", "NoSuchNamespaceError"):
             raise
@@ -219,12 +221,14 @@ def _table(where: Storage, name: str, schema, partition_field: str) -> Table:
         return catalog.load_table(identifier)
 
 
-def _evolve(catalog: SqlCatalog, identifier: str, table: Table, schema) -> Table:
+def _evolve(where: Storage, catalog: SqlCatalog, identifier: str, table: Table, schema) -> Table:
     """Add the columns of `schema` that `table` lacks (optional, at the end: files written before
     read them as null), with their name mapping and metrics; another process may do it first."""
     from pyiceberg.exceptions import CommitFailedException
 
-    for _ in range(5):
+    from pipelines.storage.iceberg import fsync_commit
+
+    for _ in range(20):
         known = {f.name for f in table.schema().fields}
         missing = [f for f in schema if f.name not in known]
         if not missing:
@@ -241,7 +245,12 @@ def _evolve(catalog: SqlCatalog, identifier: str, table: Table, schema) -> Table
                     if k.startswith("write.metadata.metrics.column.")
                 }
                 tx.set_properties({"schema.name-mapping.default": mapping} | metrics)
+            if where.local:
+                fsync_commit(table)
         except CommitFailedException:
-            pass
+            time.sleep(random.uniform(0.05, 0.25))  # other writers committed meanwhile
         table = catalog.load_table(identifier)
-    return table
+    raise RuntimeError(
+        f"could not add {', '.join(f.name for f in missing)} to table {identifier}: other "
+        "commits kept winning; retry (nothing was written)"
+    )

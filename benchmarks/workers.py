@@ -93,7 +93,7 @@ def celery_run(home: Path, services, workers: int, env: dict[str, str]) -> tuple
     # Dagster creates its tables in a new PostgreSQL database on first use: a one-off, not timed.
     init = (
         "import dagster, pathlib; from pipelines.core.home import ensure_instance; "
-        "dagster.DagsterInstance.from_config(str(ensure_instance(pathlib.Path(%r))))" % str(home)
+        f"dagster.DagsterInstance.from_config(str(ensure_instance(pathlib.Path({str(home)!r}))))"
     )
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", init], env=environ, check=True)

@@ -220,15 +220,13 @@ def price_day(
         for path in _late_parts(engine_dir, day, shard):
             path.unlink()
         return PricedDay(day, 0, Decimal(0), {}, 0)
-    landed_view(con, day_files, shard)  # views `landed_all` and `landed` (below: late ones)
-    ((max_seq,),) = con.execute("SELECT max(seq) FROM landed_all").fetchall()
     existing = fact_signal_files(engine_dir, day, shard)
     append = since is not None and bool(existing) and len(existing) <= MAX_LATE_FILES
+    # `since` is an integer from Dagster's records; a view's definition takes no parameters.
+    landed_view(con, day_files, shard, [f"seq > {int(since)}"] if append else [])
+    ((max_seq,),) = con.execute("SELECT max(seq) FROM landed_all").fetchall()
     if append and max_seq <= since:
         return _counts(con, engine_dir, day, max_seq, shard)  # nothing new (e.g. compaction)
-    # `since` is an integer from Dagster's records; a view's definition takes no parameters.
-    if append:
-        landed_view(con, day_files, shard, [f"seq > {int(since)}"])
     part = f"late-{int(since) + 1:016d}" if append else "data"
     _write_part(con, engine_dir, day, part, prepared, shard)
     if not append:
